@@ -1,0 +1,45 @@
+"""Job records under ``runs/<run-id>.json``: command, config, timings, status."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from ._layout import run_key
+from ._store import Store
+
+
+def new_run_id(kind: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{kind}-{stamp}-{secrets.token_hex(3)}"
+
+
+def redact(value: Any, store: Store) -> Any:
+    """Replace any credential value of ``store`` found in strings of ``value``."""
+    hidden = [s for s in (store.credentials.secret_access_key, store.credentials.session_token,
+                          store.credentials.access_key_id) if s]
+    if isinstance(value, str):
+        for s in hidden:
+            value = value.replace(s, "****")
+        return value
+    if isinstance(value, dict):
+        return {k: redact(v, store) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v, store) for v in value]
+    return value
+
+
+def write_run(store: Store, record: dict[str, Any]) -> str:
+    key = run_key(record["run_id"])
+    store.write_bytes(key, json.dumps(redact(record, store), indent=2, default=str).encode())
+    return key
+
+
+def list_runs(store: Store) -> list[dict[str, Any]]:
+    out = []
+    for key in store.list("runs"):
+        if key.endswith(".json"):
+            out.append(json.loads(store.read_bytes(key)))
+    return sorted(out, key=lambda r: r.get("started", ""))

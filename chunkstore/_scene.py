@@ -1,0 +1,225 @@
+"""The scene Zarr (v3) schema: create, write one shard, find finished shards, open.
+
+Layout of ``zarr/<collection>/<item>.zarr``::
+
+    reflectance      (band, y, x)  native dtype, CF scale_factor/add_offset/_FillValue
+    <aux>            (y, x)        e.g. ``qa`` bit flags, stored as-is
+    label            (y, x)        uint8, 255 = unlabelled, class names in attrs
+    label_histogram  (shard_y, shard_x, inner_y, inner_x, class) uint32
+    x, y, band, spatial_ref        coordinates and CRS WKT + GeoTransform
+
+One shard (all bands) is one object; inner chunks (all bands) are the training
+patch and carry a crc32c checksum so a damaged object is detected, not decoded.
+Arrays of a shard are written auxiliaries first and ``reflectance`` last, so a
+reflectance shard object marks the whole shard done.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._grid import ShardGrid
+from ._histogram import LABEL_NODATA, chunk_histogram
+from ._store import Store
+
+REFLECTANCE = "reflectance"
+LABEL = "label"
+HISTOGRAM = "label_histogram"
+STATS = "shard_stats"
+STAT_NAMES = ("valid_pixels", "cloud_pixels")
+
+
+@dataclass(frozen=True)
+class SceneSchema:
+    """Everything needed to lay out one scene Zarr."""
+
+    bands: tuple[str, ...]
+    dtype: str
+    scale: float
+    offset: float
+    nodata: float
+    crs_wkt: str
+    transform: tuple[float, float, float, float, float, float]  # affine a, b, c, d, e, f
+    grid: ShardGrid
+    aux: tuple[tuple[str, str], ...] = ()  # (name, dtype) of extra (y, x) arrays
+    label_classes: tuple[str, ...] | None = None
+    attrs: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def has_label(self) -> bool:
+        return self.label_classes is not None
+
+
+def _coords(schema: SceneSchema) -> dict[str, Any]:
+    import xarray as xr
+
+    a, b, c, d, e, f = schema.transform
+    h, w = schema.grid.shape
+    x = c + a * (np.arange(w) + 0.5)
+    y = f + e * (np.arange(h) + 0.5)
+    gdal = (c, a, b, f, d, e)
+    spatial_ref = xr.DataArray(
+        np.int64(0),
+        attrs={
+            "crs_wkt": schema.crs_wkt,
+            "spatial_ref": schema.crs_wkt,
+            "GeoTransform": " ".join(repr(float(v)) for v in gdal),
+        },
+    )
+    return {
+        "band": np.array(schema.bands, dtype=object),
+        "y": ("y", y, {"units": "metre", "axis": "Y"}),
+        "x": ("x", x, {"units": "metre", "axis": "X"}),
+        "spatial_ref": spatial_ref,
+    }
+
+
+def _codecs() -> dict[str, Any]:
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    return {"compressors": [ZstdCodec(level=3), Crc32cCodec()]}
+
+
+def create_scene(store: Store, key: str, schema: SceneSchema) -> None:
+    """Write the scene skeleton (metadata and coordinates, no pixel shards).
+
+    Any previous content under ``key`` is removed first.
+    """
+    import dask.array as da
+    import xarray as xr
+
+    g = schema.grid
+    nb, s, c = len(schema.bands), g.shard, g.chunk
+    ys, xs = g.dask_chunks()
+    variables: dict[str, Any] = {
+        REFLECTANCE: xr.DataArray(
+            da.zeros((nb, *g.shape), dtype=schema.dtype, chunks=((nb,), ys, xs)),
+            dims=("band", "y", "x"),
+            attrs={"grid_mapping": "spatial_ref", "long_name": "reflectance"},
+        )
+    }
+    encoding: dict[str, Any] = {
+        REFLECTANCE: {
+            "chunks": (nb, c, c), "shards": (nb, s, s), "dtype": schema.dtype,
+            "scale_factor": schema.scale, "add_offset": schema.offset,
+            "_FillValue": schema.nodata, **_codecs(),
+        }
+    }
+    for name, dtype in schema.aux:
+        variables[name] = xr.DataArray(
+            da.zeros(g.shape, dtype=dtype, chunks=(ys, xs)), dims=("y", "x"),
+            attrs={"grid_mapping": "spatial_ref"},
+        )
+        encoding[name] = {"chunks": (c, c), "shards": (s, s), "fill_value": 0, **_codecs()}
+    if schema.label_classes is not None:
+        k = len(schema.label_classes)
+        n_inner = g.inner_per_shard
+        ny, nx = g.n_shards
+        variables[LABEL] = xr.DataArray(
+            da.full(g.shape, LABEL_NODATA, dtype="uint8", chunks=(ys, xs)), dims=("y", "x"),
+            attrs={"grid_mapping": "spatial_ref", "classes": list(schema.label_classes),
+                   "nodata": LABEL_NODATA, "flag_values": list(range(k)),
+                   "flag_meanings": " ".join(n.replace(" ", "_") for n in schema.label_classes)},
+        )
+        encoding[LABEL] = {"chunks": (c, c), "shards": (s, s), "fill_value": LABEL_NODATA,
+                           **_codecs()}
+        variables[HISTOGRAM] = xr.DataArray(
+            da.zeros((ny, nx, n_inner, n_inner, k), dtype="uint32",
+                     chunks=(1, 1, n_inner, n_inner, k)),
+            dims=("shard_y", "shard_x", "inner_y", "inner_x", "class"),
+            attrs={"classes": list(schema.label_classes), "chunk": c,
+                   "description": "pixel count per class in each inner chunk of each shard"},
+        )
+        encoding[HISTOGRAM] = {"chunks": (1, 1, n_inner, n_inner, k), "fill_value": 0,
+                               **_codecs()}
+    ny, nx = g.n_shards
+    variables[STATS] = xr.DataArray(
+        da.zeros((ny, nx, len(STAT_NAMES)), dtype="uint64", chunks=(1, 1, len(STAT_NAMES))),
+        dims=("shard_y", "shard_x", "stat"), attrs={"stats": list(STAT_NAMES)},
+    )
+    encoding[STATS] = {"chunks": (1, 1, len(STAT_NAMES)), "fill_value": 0}
+    ds = xr.Dataset(variables, coords=_coords(schema))
+    ds.attrs.update({"satchunk": json.loads(json.dumps(dict(schema.attrs))),
+                     "shard": s, "chunk": c, "Conventions": "CF-1.8"})
+    store.delete(key)
+    ds.to_zarr(store.zarr_store(key), mode="w", compute=False, encoding=encoding,
+               zarr_format=3, consolidated=False)
+
+
+def scene_attrs(store: Store, key: str) -> dict[str, Any] | None:
+    """The group attributes of the scene at ``key``, or None if there is none."""
+    if not store.exists(f"{key}/zarr.json"):
+        return None
+    meta = json.loads(store.read_bytes(f"{key}/zarr.json"))
+    return dict(meta.get("attributes", {}))
+
+
+def done_shards(store: Store, key: str) -> set[tuple[int, int]]:
+    """Shards whose reflectance object exists (the last object a shard task writes)."""
+    done = set()
+    prefix = f"{key}/{REFLECTANCE}/c/0"
+    for k in store.list(prefix):
+        parts = k[len(prefix) + 1:].split("/")
+        if len(parts) == 2 and all(p.isdigit() for p in parts):
+            done.add((int(parts[0]), int(parts[1])))
+    return done
+
+
+def write_shard(store: Store, key: str, schema: SceneSchema, sy: int, sx: int,
+                reflectance: np.ndarray, aux: Mapping[str, np.ndarray] | None = None,
+                label: np.ndarray | None = None, stats: tuple[int, int] = (0, 0)) -> None:
+    """Write every array of shard (sy, sx) as whole-shard objects, reflectance last.
+
+    ``stats`` are the shard's (valid pixels, cloudy pixels).
+    """
+    import zarr
+
+    g = schema.grid
+    r0, c0, h, w = g.window(sy, sx)
+    expect = (len(schema.bands), h, w)
+    if reflectance.shape != expect:
+        raise ValueError(f"shard {sy},{sx}: reflectance shape {reflectance.shape} != {expect}")
+    group = zarr.open_group(store=store.zarr_store(key), mode="r+", zarr_format=3)
+
+    def arr(name: str) -> Any:
+        return group[name].with_config({"write_empty_chunks": True})
+
+    for name, block in (aux or {}).items():
+        arr(name)[r0:r0 + h, c0:c0 + w] = block
+    if label is not None:
+        k = len(schema.label_classes or ())
+        arr(LABEL)[r0:r0 + h, c0:c0 + w] = label
+        hist = chunk_histogram(label, g.chunk, g.inner_per_shard, k)
+        arr(HISTOGRAM)[sy:sy + 1, sx:sx + 1] = hist[None, None]
+    arr(STATS)[sy, sx] = np.asarray(stats, dtype="uint64")
+    arr(REFLECTANCE)[:, r0:r0 + h, c0:c0 + w] = reflectance
+
+
+def shard_stats(store: Store, key: str) -> dict[str, int]:
+    """Sum of every shard's statistics (valid and cloudy pixels)."""
+    import zarr
+
+    group = zarr.open_group(store=store.zarr_store(key, read_only=True), mode="r",
+                            zarr_format=3)
+    totals = np.asarray(group[STATS][:], dtype=np.uint64).sum(axis=(0, 1))
+    return {name: int(v) for name, v in zip(STAT_NAMES, totals, strict=True)}
+
+
+def open_scene(store: Store, key: str, **kwargs: Any) -> Any:
+    """Open a scene lazily as an ``xarray.Dataset`` with Dask chunks = shards."""
+    import xarray as xr
+
+    attrs = scene_attrs(store, key)
+    if attrs is None:
+        from .errors import NotFoundError
+
+        raise NotFoundError(f"no scene Zarr at {store.url(key)}")
+    s = int(attrs.get("shard", 2048))
+    kwargs.setdefault("chunks", {"y": s, "x": s})
+    return xr.open_zarr(store.zarr_store(key, read_only=True), consolidated=False,
+                        zarr_format=3, **kwargs)

@@ -1,0 +1,216 @@
+"""The static STAC catalog in the store: build, write (item last = commit), read.
+
+Layout: ``stac/catalog.json``, ``stac/<collection>/collection.json``,
+``stac/<collection>/<item>/<item>.json``. Items are discovered by listing, so a
+reader never depends on a collection's links being up to date.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import pystac
+
+from ._ids import validate_id
+from ._layout import CATALOG_KEY, collection_key, item_key
+from ._scene import SceneSchema
+from ._store import Store
+from .errors import NotFoundError
+
+ZARR_MEDIA_TYPE = "application/vnd+zarr"
+
+
+def footprint_wgs84(crs_wkt: str, transform: Sequence[float], shape: tuple[int, int],
+                    densify: int = 21) -> dict[str, Any]:
+    """GeoJSON polygon of the grid's outline in WGS84, edges densified."""
+    from pyproj import CRS, Transformer
+
+    a, b, c, d, e, f = transform
+    h, w = shape
+    t = Transformer.from_crs(CRS.from_wkt(crs_wkt), "EPSG:4326", always_xy=True)
+    ring_px: list[tuple[float, float]] = []
+    for (c0, r0), (c1, r1) in (((0, 0), (w, 0)), ((w, 0), (w, h)), ((w, h), (0, h)),
+                               ((0, h), (0, 0))):
+        for i in range(densify):
+            s = i / densify
+            ring_px.append((c0 + (c1 - c0) * s, r0 + (r1 - r0) * s))
+    xs = [c + a * col + b * row for col, row in ring_px]
+    ys = [f + d * col + e * row for col, row in ring_px]
+    lon, lat = t.transform(xs, ys)
+    coords = [[round(x, 9), round(y, 9)] for x, y in zip(lon, lat, strict=True)]
+    coords.append(coords[0])
+    return {"type": "Polygon", "coordinates": [coords]}
+
+
+def bbox_of(geometry: dict[str, Any]) -> list[float]:
+    ring = geometry["coordinates"][0]
+    xs = [p[0] for p in ring]
+    ys = [p[1] for p in ring]
+    return [min(xs), min(ys), max(xs), max(ys)]
+
+
+def scene_item(
+    schema: SceneSchema, item_id: str, collection: str, zarr_href: str,
+    acquired: datetime, band_meta: Sequence[dict[str, Any]],
+    properties: dict[str, Any] | None = None,
+) -> pystac.Item:
+    """A scene item with eo, proj and raster extensions and a Zarr asset."""
+    from pyproj import CRS
+
+    from pystac.extensions.eo import Band, EOExtension
+    from pystac.extensions.projection import ProjectionExtension
+    from pystac.extensions.raster import RasterBand, RasterExtension
+
+    geometry = footprint_wgs84(schema.crs_wkt, schema.transform, schema.grid.shape)
+    item = pystac.Item(
+        id=validate_id(item_id, "item id"), geometry=geometry, bbox=bbox_of(geometry),
+        datetime=acquired, properties=dict(properties or {}), collection=collection,
+    )
+    a, b, c, d, e, f = schema.transform
+    h, w = schema.grid.shape
+    xs = [c, c + a * w + b * h]
+    ys = [f, f + d * w + e * h]
+    proj = ProjectionExtension.ext(item, add_if_missing=True)
+    epsg = CRS.from_wkt(schema.crs_wkt).to_epsg()
+    if epsg:
+        proj.code = f"EPSG:{epsg}"
+    else:
+        proj.wkt2 = schema.crs_wkt
+    proj.shape = [h, w]
+    proj.transform = [a, b, c, d, e, f]
+    proj.bbox = [min(xs), min(ys), max(xs), max(ys)]
+
+    eo_bands = [Band.create(name=m["name"], common_name=m.get("common_name"),
+                            center_wavelength=m.get("center_wavelength"))
+                for m in band_meta]
+    raster_bands = [RasterBand.create(
+        data_type=schema.dtype, scale=schema.scale, offset=schema.offset, nodata=schema.nodata,
+        spatial_resolution=abs(a)) for _ in band_meta]
+    asset = pystac.Asset(href=zarr_href, media_type=ZARR_MEDIA_TYPE, roles=["data"],
+                         title="scene Zarr (reflectance" + (", label)" if schema.has_label
+                                                             else ")"))
+    item.add_asset("zarr", asset)
+    EOExtension.ext(asset, add_if_missing=True).bands = eo_bands
+    RasterExtension.ext(asset, add_if_missing=True).bands = raster_bands
+    EOExtension.ext(item, add_if_missing=True)
+    return item
+
+
+def _item_dict(item: pystac.Item) -> dict[str, Any]:
+    d = item.to_dict(include_self_link=False, transform_hrefs=False)
+    d["links"] = [
+        {"rel": "root", "href": "../../catalog.json", "type": "application/json"},
+        {"rel": "parent", "href": "../collection.json", "type": "application/json"},
+        {"rel": "collection", "href": "../collection.json", "type": "application/json"},
+        *[link for link in d.get("links", []) if link.get("rel") == "derived_from"],
+    ]
+    return d
+
+
+def _ensure_catalog(store: Store, collection: str) -> None:
+    if store.exists(CATALOG_KEY):
+        cat = json.loads(store.read_bytes(CATALOG_KEY))
+    else:
+        cat = pystac.Catalog(id="satchunk", description="satchunk scenes, masks and models")
+        cat = cat.to_dict(include_self_link=False, transform_hrefs=False)
+        cat["links"] = [{"rel": "root", "href": "./catalog.json", "type": "application/json"}]
+    href = f"./{collection}/collection.json"
+    if not any(link.get("href") == href for link in cat["links"]):
+        cat["links"].append({"rel": "child", "href": href, "type": "application/json",
+                             "title": collection})
+        store.write_bytes(CATALOG_KEY, json.dumps(cat, indent=2).encode())
+
+
+def _collection_dict(store: Store, collection: str, items: list[dict[str, Any]]) -> dict:
+    bboxes = [i["bbox"] for i in items]
+    times = sorted(i["properties"].get("datetime") for i in items
+                   if i["properties"].get("datetime"))
+    bbox = ([min(b[0] for b in bboxes), min(b[1] for b in bboxes),
+             max(b[2] for b in bboxes), max(b[3] for b in bboxes)] if bboxes
+            else [-180.0, -90.0, 180.0, 90.0])
+    col = pystac.Collection(
+        id=collection, description=f"satchunk collection {collection}",
+        extent=pystac.Extent(
+            pystac.SpatialExtent([bbox]),
+            pystac.TemporalExtent([[pystac.utils.str_to_datetime(times[0]) if times else None,
+                                    pystac.utils.str_to_datetime(times[-1]) if times else None]]),
+        ),
+        license="other",
+    )
+    d = col.to_dict(include_self_link=False, transform_hrefs=False)
+    d["links"] = [
+        {"rel": "root", "href": "../catalog.json", "type": "application/json"},
+        {"rel": "parent", "href": "../catalog.json", "type": "application/json"},
+        *[{"rel": "item", "href": f"./{i['id']}/{i['id']}.json", "type": "application/geo+json"}
+          for i in items],
+    ]
+    return d
+
+
+def write_item(store: Store, item: pystac.Item) -> str:
+    """Write ``item`` into its collection. The item object is the commit marker.
+
+    Returns the item's key. The collection's extent and item links are then
+    refreshed from a listing.
+    """
+    collection = validate_id(item.collection_id or "", "collection")
+    _ensure_catalog(store, collection)
+    if not store.exists(collection_key(collection)):
+        store.write_bytes(collection_key(collection),
+                          json.dumps(_collection_dict(store, collection, []), indent=2).encode())
+    key = item_key(collection, item.id)
+    store.write_bytes(key, json.dumps(_item_dict(item), indent=2).encode())
+    refresh_collection(store, collection)
+    return key
+
+
+def refresh_collection(store: Store, collection: str) -> None:
+    items = list_items(store, collection)
+    store.write_bytes(collection_key(collection),
+                      json.dumps(_collection_dict(store, collection, items), indent=2).encode())
+
+
+def list_collections(store: Store) -> list[str]:
+    return [c for c in store.list_dirs("stac") if store.exists(collection_key(c))]
+
+
+def list_items(store: Store, collection: str) -> list[dict[str, Any]]:
+    """Every committed item of ``collection`` (as STAC dicts), sorted by id."""
+    validate_id(collection, "collection")
+    out = []
+    for key in store.list(f"stac/{collection}"):
+        parts = key.split("/")
+        if len(parts) == 4 and parts[3] == f"{parts[2]}.json":
+            out.append(json.loads(store.read_bytes(key)))
+    return sorted(out, key=lambda d: d["id"])
+
+
+def read_item(store: Store, collection: str, item: str) -> dict[str, Any]:
+    key = item_key(collection, item)
+    if not store.exists(key):
+        raise NotFoundError(
+            f"item {item!r} is not in collection {collection!r} of {store.describe()}: "
+            "see `satchunk catalog ls`"
+        )
+    return json.loads(store.read_bytes(key))
+
+
+def find_item(store: Store, item: str, collection: str | None = None) -> dict[str, Any]:
+    """Read an item by id, searching every collection when none is given."""
+    if collection:
+        return read_item(store, collection, item)
+    validate_id(item, "item id")
+    hits = [c for c in list_collections(store) if store.exists(item_key(c, item))]
+    if not hits:
+        raise NotFoundError(f"item {item!r} is not in {store.describe()}: see `satchunk catalog ls`")
+    if len(hits) > 1:
+        raise NotFoundError(f"item {item!r} is in several collections {hits}: pass --collection")
+    return read_item(store, hits[0], item)
+
+
+def delete_item(store: Store, collection: str, item: str) -> None:
+    """Remove an item's STAC JSON (its commit marker) so it no longer counts as complete."""
+    store.delete(item_key(collection, item))

@@ -1,0 +1,301 @@
+"""Store URIs, credentials and object access (S3 or a local directory).
+
+A store is ``s3://bucket/prefix`` (endpoint from ``--endpoint-url`` or
+``AWS_ENDPOINT_URL``, credentials from the standard AWS variables) or a local
+directory. Credentials are captured once on the client and handed to Dask tasks
+as an explicit argument; a pickled :class:`Store` carries none.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ._ids import validate_id
+from .errors import NotFoundError, StoreError
+
+_S3_CONFIG = {
+    "connect_timeout": 5,
+    "read_timeout": 60,
+    "retries": {"max_attempts": 6, "mode": "standard"},
+}
+
+
+def _mask(value: str | None) -> str:
+    if not value:
+        return "None"
+    return f"'{value[:4]}****'" if len(value) > 8 else "'****'"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """S3 credentials. Printing one never shows a secret."""
+
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+    region: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Credentials:
+        env = os.environ if env is None else env
+        return cls(
+            access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
+            secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+            session_token=env.get("AWS_SESSION_TOKEN") or None,
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Credentials(access_key_id={_mask(self.access_key_id)}, "
+            f"secret_access_key={'****' if self.secret_access_key else None}, "
+            f"session_token={'****' if self.session_token else None}, region={self.region!r})"
+        )
+
+    __str__ = __repr__
+
+    def s3fs_options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {}
+        if self.access_key_id:
+            opts["key"] = self.access_key_id
+            opts["secret"] = self.secret_access_key
+        else:
+            opts["anon"] = False
+        if self.session_token:
+            opts["token"] = self.session_token
+        return opts
+
+
+@dataclass(frozen=True)
+class Store:
+    """A store root. Keys are relative POSIX paths under the root."""
+
+    uri: str
+    endpoint_url: str | None = None
+    credentials: Credentials = field(default_factory=Credentials, compare=False, repr=False)
+
+    # -- construction -----------------------------------------------------------------
+    def __post_init__(self) -> None:
+        if self.is_s3:
+            bucket = self.uri[5:].split("/", 1)[0]
+            if not bucket:
+                raise StoreError(f"store URI {self.uri!r} has no bucket: use s3://BUCKET/PREFIX")
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Never ship credentials inside a pickled Store: tasks get them explicitly.
+        return {"uri": self.uri, "endpoint_url": self.endpoint_url, "credentials": Credentials()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+
+    def with_credentials(self, credentials: Credentials) -> Store:
+        return replace(self, credentials=credentials)
+
+    def without_credentials(self) -> Store:
+        return replace(self, credentials=Credentials())
+
+    # -- naming -------------------------------------------------------------------------
+    @property
+    def is_s3(self) -> bool:
+        return self.uri.startswith("s3://")
+
+    @property
+    def bucket(self) -> str:
+        return self.uri[5:].split("/", 1)[0] if self.is_s3 else ""
+
+    @property
+    def _root(self) -> str:
+        """Root as the filesystem sees it: ``bucket/prefix`` or an absolute path."""
+        return self.uri[5:].rstrip("/") if self.is_s3 else self.uri.rstrip("/")
+
+    def _path(self, key: str) -> str:
+        _check_key(key)
+        return posixpath.join(self._root, key) if key else self._root
+
+    def url(self, key: str = "") -> str:
+        """Full URL of ``key`` (``s3://...`` or an absolute local path)."""
+        return ("s3://" + self._path(key)) if self.is_s3 else self._path(key)
+
+    def describe(self) -> str:
+        """Safe one-line description for messages (no credentials)."""
+        return f"{self.uri} at {self.endpoint_url}" if self.is_s3 and self.endpoint_url else self.uri
+
+    # -- clients -----------------------------------------------------------------------
+    def s3fs_options(self, asynchronous: bool = False) -> dict[str, Any]:
+        opts = self.credentials.s3fs_options()
+        client: dict[str, Any] = {}
+        if self.endpoint_url:
+            opts["endpoint_url"] = self.endpoint_url
+        if self.credentials.region:
+            client["region_name"] = self.credentials.region
+        opts["client_kwargs"] = client
+        opts["config_kwargs"] = dict(_S3_CONFIG)
+        opts["asynchronous"] = asynchronous
+        return opts
+
+    @cached_property
+    def fs(self) -> Any:
+        """A synchronous fsspec filesystem for this store (cached per process by fsspec)."""
+        if self.is_s3:
+            import s3fs
+
+            return s3fs.S3FileSystem(**self.s3fs_options())
+        import fsspec
+
+        return fsspec.filesystem("file")
+
+    def zarr_store(self, key: str, read_only: bool = False) -> Any:
+        """A zarr v3 store rooted at ``key``."""
+        import zarr.storage
+
+        if self.is_s3:
+            return zarr.storage.FsspecStore.from_url(
+                self.url(key), storage_options=self.s3fs_options(asynchronous=True),
+                read_only=read_only,
+            )
+        return zarr.storage.LocalStore(self._path(key), read_only=read_only)
+
+    # -- object operations --------------------------------------------------------------
+    def check(self) -> None:
+        """Fail with a clear StoreError if the store cannot be used."""
+        if not self.is_s3:
+            root = Path(self._root)
+            if root.exists() and not root.is_dir():
+                raise StoreError(f"store {self.uri} is a file, not a directory: pick a directory")
+            return
+        with self._errors("reach the bucket"):
+            if not self.fs.exists(self.bucket):
+                raise FileNotFoundError(self.bucket)
+
+    def read_bytes(self, key: str) -> bytes:
+        with self._errors(f"read {key}"):
+            return bytes(self.fs.cat_file(self._path(key)))
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Write one object atomically (a reader sees the old object, the new one or none)."""
+        with self._errors(f"write {key}"):
+            if self.is_s3:
+                self.fs.pipe_file(self._path(key), data)
+                return
+            path = Path(self._path(key))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+            try:
+                tmp.write_bytes(data)
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+
+    def exists(self, key: str) -> bool:
+        with self._errors(f"look up {key}"):
+            return bool(self.fs.exists(self._path(key)))
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys of every object under ``prefix`` (recursive), relative to the root."""
+        base = self._path(prefix)
+        with self._errors(f"list {prefix}"):
+            try:
+                found = self.fs.find(base)
+            except FileNotFoundError:
+                return []
+        root = self._root.rstrip("/") + "/"
+        return sorted(p[len(root):] if p.startswith(root) else p for p in found)
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        """Names of the immediate sub-prefixes of ``prefix``."""
+        base = self._path(prefix)
+        with self._errors(f"list {prefix}"):
+            try:
+                entries = self.fs.ls(base, detail=True, refresh=True)
+            except FileNotFoundError:
+                return []
+        return sorted(posixpath.basename(e["name"].rstrip("/")) for e in entries
+                      if e.get("type") == "directory")
+
+    def delete(self, prefix: str) -> None:
+        """Delete ``prefix`` and everything under it; missing is fine."""
+        with self._errors(f"delete {prefix}"):
+            try:
+                self.fs.rm(self._path(prefix), recursive=True)
+            except FileNotFoundError:
+                pass
+
+    def _errors(self, action: str) -> _ErrorMap:
+        return _ErrorMap(self, action)
+
+
+class _ErrorMap:
+    """Turn client exceptions into one-line StoreErrors that never show credentials."""
+
+    def __init__(self, store: Store, action: str) -> None:
+        self.store, self.action = store, action
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, et: type | None, ev: BaseException | None, tb: Any) -> bool:
+        if ev is None or isinstance(ev, StoreError | NotFoundError):
+            return False
+        where = self.store.describe()
+        if isinstance(ev, PermissionError):
+            raise StoreError(
+                f"access denied trying to {self.action} in {where}: check AWS_ACCESS_KEY_ID / "
+                "AWS_SECRET_ACCESS_KEY"
+            ) from None
+        if isinstance(ev, FileNotFoundError) and self.store.is_s3 and self.action.startswith(
+            "reach"
+        ):
+            raise StoreError(
+                f"bucket {self.store.bucket!r} does not exist at {self.store.endpoint_url or 'AWS'}:"
+                " create it (`satchunk store serve` creates one) or fix --store"
+            ) from None
+        if isinstance(ev, FileNotFoundError):
+            raise NotFoundError(f"not found in {where}: {self.action}") from None
+        name = type(ev).__name__
+        if "Connect" in name or "Endpoint" in name or isinstance(ev, ConnectionError | TimeoutError):
+            raise StoreError(
+                f"cannot reach the object store {where} ({name}): start it or fix "
+                "--endpoint-url / AWS_ENDPOINT_URL"
+            ) from None
+        return False
+
+
+def _check_key(key: str) -> None:
+    if key.startswith("/") or "\\" in key or "\x00" in key:
+        raise StoreError(f"invalid object key {key!r}")
+    for part in key.split("/"):
+        if part in ("", ".", ".."):
+            if key == "":
+                return
+            raise StoreError(f"invalid object key {key!r}")
+
+
+def open_store(uri: str | None = None, endpoint_url: str | None = None,
+               env: Mapping[str, str] | None = None) -> Store:
+    """Resolve a store from a URI, ``SATCHUNK_STORE`` and the AWS variables."""
+    env = os.environ if env is None else env
+    uri = uri or env.get("SATCHUNK_STORE")
+    if not uri:
+        raise StoreError(
+            "no store given: pass --store s3://BUCKET/PREFIX or a directory, or set SATCHUNK_STORE"
+        )
+    if uri.startswith("s3://"):
+        endpoint = endpoint_url or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+        prefix = uri[5:].rstrip("/")
+        for part in prefix.split("/")[1:]:
+            validate_id(part, "store prefix component")
+        return Store("s3://" + prefix, endpoint or None, Credentials.from_env(env))
+    if "://" in uri and not uri.startswith("file://"):
+        raise StoreError(f"unsupported store {uri!r}: use s3://BUCKET/PREFIX or a local directory")
+    path = uri[7:] if uri.startswith("file://") else uri
+    return Store(str(Path(path).expanduser().resolve()))
+
+

@@ -1,0 +1,1 @@
+"""dashboards (built in later issues)."""

@@ -1,0 +1,1 @@
+"""inference (built in later issues)."""

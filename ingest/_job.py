@@ -1,0 +1,207 @@
+"""The ingest job: plan shards, run one Dask task per shard, commit the STAC item.
+
+Each task reads only the source windows of its shard and writes that shard,
+so memory stays flat whatever the scene size. Shards already in the store are
+skipped, so re-running an interrupted ingest completes it with the same bytes;
+the STAC item is written last and is the commit marker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chunkstore import (
+    Credentials,
+    SceneSchema,
+    ShardGrid,
+    Store,
+    create_scene,
+    delete_item,
+    done_shards,
+    item_key,
+    scene_attrs,
+    scene_item,
+    scene_key,
+    shard_stats,
+    validate_id,
+    write_item,
+    write_shard,
+)
+
+from ._cloud import CLOUD_METHOD, shard_counts
+from ._labels import read_label
+from ._read import read_band
+from ._sensors import LANDSAT, SENTINEL2
+from ._sources import SceneSource, discover, fingerprint
+from ._target import TargetGrid, target_grid
+
+log = logging.getLogger("satchunk.ingest")
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One unit of Dask work: read and write shard (sy, sx) of one scene."""
+
+    scene: SceneSource
+    grid: TargetGrid
+    schema: SceneSchema
+    store: Store  # pickles without credentials; they come as an explicit argument
+    key: str
+    sy: int
+    sx: int
+
+
+def run_shard(task: ShardTask, credentials: Credentials) -> tuple[int, int]:
+    """Read, check and write one shard; returns its (sy, sx)."""
+    store = task.store.with_credentials(credentials)
+    scene, schema, grid = task.scene, task.schema, task.grid
+    r0, c0, h, w = schema.grid.window(task.sy, task.sx)
+    block = np.empty((len(scene.bands), h, w), dtype=schema.dtype)
+    for i, band in enumerate(scene.bands):
+        block[i] = read_band(band, grid, r0, c0, h, w, schema.dtype, scene.nodata)
+    aux = {name: read_band(src, grid, r0, c0, h, w, src.meta.dtype, 0, kernel="nearest")
+           for name, src in scene.aux}
+    label = None
+    if scene.label is not None:
+        label = read_label(scene.label, grid.crs_wkt, grid.window_transform(r0, c0), (h, w),
+                           grid.resolution)
+    names = [b.info.common_name for b in scene.bands]
+    stats = shard_counts(block, names, scene.scale, scene.offset, scene.nodata,
+                         estimate_cloud=scene.sensor in (SENTINEL2, LANDSAT))
+    write_shard(store, task.key, schema, task.sy, task.sx, block, aux, label, stats)
+    return task.sy, task.sx
+
+
+def _schema(scene: SceneSource, grid: TargetGrid, shard: int, chunk: int, fp: str,
+            collection: str) -> SceneSchema:
+    return SceneSchema(
+        bands=tuple(b.info.common_name for b in scene.bands),
+        dtype=scene.dtype, scale=scene.scale, offset=scene.offset, nodata=scene.nodata,
+        crs_wkt=grid.crs_wkt, transform=grid.transform,
+        grid=ShardGrid(grid.height, grid.width, shard, chunk),
+        aux=tuple((name, src.meta.dtype) for name, src in scene.aux),
+        label_classes=scene.label.classes if scene.label else None,
+        attrs={"fingerprint": fp, "sensor": scene.sensor, "item": scene.item_id,
+               "collection": collection, "sources": [Path(f).name for f in scene.files]},
+    )
+
+
+def _platform(scene: SceneSource) -> dict[str, Any]:
+    names = " ".join(Path(f).name.upper() for f in scene.files)
+    if scene.sensor == SENTINEL2:
+        p = {"constellation": "sentinel-2", "instruments": ["msi"]}
+        for tag, plat in (("S2A", "sentinel-2a"), ("S2B", "sentinel-2b"), ("S2C", "sentinel-2c")):
+            if tag in names:
+                p["platform"] = plat
+        return p
+    if scene.sensor == LANDSAT:
+        p = {"constellation": "landsat", "instruments": ["oli", "tirs"]}
+        for tag, plat in (("LC08", "landsat-8"), ("LC09", "landsat-9")):
+            if tag in names:
+                p["platform"] = plat
+        return p
+    return {}
+
+
+def ingest_scene(scene: SceneSource, collection: str, store: Store, client: Any, *,
+                 resolution: float | None = None, shard: int = 2048, chunk: int = 256,
+                 progress: bool = True) -> dict[str, Any]:
+    """Ingest one checked scene; returns a summary (status 'ingested' or 'exists')."""
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    grid = target_grid(scene, resolution)
+    params = {"resolution": resolution, "shard": shard, "chunk": chunk}
+    fp = fingerprint(scene, params)
+    schema = _schema(scene, grid, shard, chunk, fp, collection)
+    key = scene_key(collection, scene.item_id)
+    summary = {"collection": collection, "item": scene.item_id, "zarr": store.url(key),
+               "shape": [len(schema.bands), grid.height, grid.width],
+               "shards": schema.grid.n_shards[0] * schema.grid.n_shards[1]}
+    attrs = scene_attrs(store, key)
+    same = attrs is not None and attrs.get("satchunk", {}).get("fingerprint") == fp
+    committed = store.exists(item_key(collection, scene.item_id))
+    if same and committed:
+        return {**summary, "status": "exists", "written_shards": 0,
+                "seconds": round(time.perf_counter() - t0, 3)}
+    if committed:
+        log.warning("replacing %s/%s: its inputs or parameters changed", collection,
+                    scene.item_id)
+        delete_item(store, collection, scene.item_id)
+    if not same:
+        create_scene(store, key, schema)
+        done: set[tuple[int, int]] = set()
+    else:
+        done = done_shards(store, key)
+    todo = [s for s in schema.grid.shards() if s not in done]
+    tasks = [ShardTask(scene, grid, schema, store.without_credentials(), key, sy, sx)
+             for sy, sx in todo]
+    credentials = store.credentials
+    if tasks:
+        from distributed import as_completed
+
+        futures = client.map(run_shard, tasks, credentials=credentials, retries=1,
+                             key=[f"ingest-{collection}-{scene.item_id}-{fp[:8]}-{t.sy}-{t.sx}"
+                                  for t in tasks])
+        try:
+            with tqdm(total=summary["shards"],
+                      initial=len(done), desc=f"{scene.item_id}", unit="shard",
+                      disable=not progress, leave=True) as bar:
+                for fut in as_completed(futures):
+                    fut.result()
+                    bar.update(1)
+        except BaseException:
+            client.cancel(futures)
+            raise
+    stats = shard_stats(store, key)
+    total = grid.height * grid.width
+    props: dict[str, Any] = {
+        **_platform(scene),
+        "satchunk:sensor": scene.sensor,
+        "satchunk:shard": shard, "satchunk:chunk": chunk,
+        "satchunk:valid_fraction": round(stats["valid_pixels"] / total, 6),
+    }
+    acquired = scene.acquired
+    if acquired is None:
+        acquired = datetime.fromtimestamp(Path(scene.files[0]).stat().st_mtime, UTC)
+        props["satchunk:datetime_source"] = "file modification time (pass --datetime)"
+        log.warning("%s: no acquisition time in the file names or tags; using the file's "
+                    "modification time (pass --datetime to set it)", scene.item_id)
+    if scene.sensor in (SENTINEL2, LANDSAT) and "blue" in schema.bands:
+        props["eo:cloud_cover"] = round(100 * stats["cloud_pixels"]
+                                        / max(stats["valid_pixels"], 1), 2)
+        props["satchunk:cloud_cover_method"] = CLOUD_METHOD
+    if scene.label is not None:
+        props["satchunk:label_classes"] = list(scene.label.classes)
+    band_meta = [{"name": b.info.name, "common_name": b.info.common_name,
+                  "center_wavelength": b.info.center_wavelength} for b in scene.bands]
+    item = scene_item(schema, scene.item_id, collection, store.url(key), acquired, band_meta,
+                      props)
+    write_item(store, item)
+    return {**summary, "status": "ingested", "written_shards": len(tasks),
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def ingest(paths: Sequence[str], collection: str, store: Store, client: Any, *,
+           sensor: str = "auto", bands: Sequence[str] | None = None,
+           resolution: float | None = None, labels: str | None = None,
+           label_field: str | None = None, classes: Sequence[str] | None = None,
+           acquired: str | None = None, shard: int = 2048, chunk: int = 256,
+           progress: bool = True) -> list[dict[str, Any]]:
+    """Check every input first, then ingest each scene into ``collection``."""
+    validate_id(collection, "collection")
+    ShardGrid(1, 1, shard, chunk)  # validates --shard / --chunk before any I/O
+    scenes = discover(paths, sensor, bands, labels, label_field, classes, acquired)
+    for scene in scenes:
+        target_grid(scene, resolution)
+    store.check()
+    return [ingest_scene(s, collection, store, client, resolution=resolution, shard=shard,
+                         chunk=chunk, progress=progress) for s in scenes]

@@ -1,0 +1,138 @@
+"""Sensor band tables and file-name recognition. Pure: no I/O.
+
+Common names follow the STAC ``eo`` extension. Scale and offset turn stored DN
+into top-of-atmosphere (L1) or surface (L2) reflectance.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+SENTINEL2 = "sentinel-2"
+LANDSAT = "landsat"
+GENERIC = "generic"
+SENSORS = ("auto", SENTINEL2, LANDSAT, GENERIC)
+
+
+@dataclass(frozen=True)
+class BandInfo:
+    name: str  # the sensor's band id, e.g. B02
+    common_name: str
+    center_wavelength: float | None = None  # micrometres
+
+
+S2_BANDS = {b.name: b for b in [
+    BandInfo("B01", "coastal", 0.443), BandInfo("B02", "blue", 0.49),
+    BandInfo("B03", "green", 0.56), BandInfo("B04", "red", 0.665),
+    BandInfo("B05", "rededge071", 0.704), BandInfo("B06", "rededge075", 0.74),
+    BandInfo("B07", "rededge078", 0.783), BandInfo("B08", "nir", 0.842),
+    BandInfo("B8A", "nir08", 0.865), BandInfo("B09", "nir09", 0.945),
+    BandInfo("B10", "cirrus", 1.375), BandInfo("B11", "swir16", 1.61),
+    BandInfo("B12", "swir22", 2.19),
+]}
+
+LANDSAT_BANDS = {b.name: b for b in [
+    BandInfo("B1", "coastal", 0.44), BandInfo("B2", "blue", 0.48), BandInfo("B3", "green", 0.56),
+    BandInfo("B4", "red", 0.655), BandInfo("B5", "nir08", 0.865),
+    BandInfo("B6", "swir16", 1.61), BandInfo("B7", "swir22", 2.2), BandInfo("B8", "pan", 0.59),
+    BandInfo("B9", "cirrus", 1.37), BandInfo("B10", "lwir11", 10.9),
+    BandInfo("B11", "lwir12", 12.0),
+]}
+# Not reflectance, or at another resolution: only on request (--bands).
+LANDSAT_THERMAL = {"B10", "B11"}
+LANDSAT_OPTIONAL = {"B8"}
+
+_S2_BAND = re.compile(r"(?i)(?:^|_)(B(?:0[1-9]|1[0-2]|8A))(?:_(?:10|20|60)m)?$")
+_S2_ONLY = {"01", "02", "03", "04", "05", "06", "07", "08", "09", "8A", "12"}
+_S2_SCL = re.compile(r"(?i)(?:^|_)SCL(?:_20m)?$")
+_LS_BAND = re.compile(r"(?i)(?:^|_)(SR_|ST_)?(B(?:1[01]|[1-9]))$")
+_LS_QA = re.compile(r"(?i)(?:^|_)(BQA|QA_PIXEL)$")
+_S2_DATE = re.compile(r"(?:^|_)(\d{8}T\d{6})(?:_|$)")
+_LS_DATE = re.compile(r"(?:^|_)(\d{8})_\d{8}_")
+_S2_OFFSET_SINCE = datetime(2022, 1, 25, tzinfo=UTC)  # processing baseline 04.00
+
+
+@dataclass(frozen=True)
+class BandFile:
+    """What a file name says: which sensor, which band or auxiliary layer."""
+
+    sensor: str
+    band: str | None  # band id, None for an auxiliary layer
+    aux: str | None  # 'qa' (Landsat QA) or 'scl' (Sentinel-2 scene classification)
+    product: str  # the file stem before the band token
+    level2: bool = False
+
+
+def recognise(stem: str, suffix: str, hint: str | None = None) -> BandFile | None:
+    """Recognise a Sentinel-2 or Landsat band file from its stem and suffix.
+
+    ``B10``/``B11`` GeoTIFFs exist for both sensors; ``hint`` settles them.
+    """
+    suffix = suffix.lower()
+    if suffix in (".jp2", ".tif", ".tiff"):
+        m = _S2_BAND.search(stem)
+        if m and (suffix == ".jp2" or hint == SENTINEL2 or m.group(1)[1:] in _S2_ONLY):
+            return BandFile(SENTINEL2, m.group(1).upper(), None, stem[: m.start()])
+        m = _S2_SCL.search(stem)
+        if m:
+            return BandFile(SENTINEL2, None, "scl", stem[: m.start()], level2=True)
+    if suffix in (".tif", ".tiff"):
+        m = _LS_BAND.search(stem)
+        if m:
+            return BandFile(LANDSAT, m.group(2).upper(), None, stem[: m.start()],
+                            level2=bool(m.group(1)))
+        m = _LS_QA.search(stem)
+        if m:
+            return BandFile(LANDSAT, None, "qa", stem[: m.start()])
+    return None
+
+
+def acquisition_time(text: str, sensor: str) -> datetime | None:
+    """Acquisition time from a product name, if it carries one."""
+    if sensor == SENTINEL2:
+        m = _S2_DATE.search(text)
+        if m:
+            return datetime.strptime(m.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    if sensor == LANDSAT:
+        m = _LS_DATE.search(text)
+        if m:
+            return datetime.strptime(m.group(1), "%Y%m%d").replace(tzinfo=UTC)
+    return None
+
+
+def scale_offset(sensor: str, level2: bool, acquired: datetime | None) -> tuple[float, float]:
+    """DN -> reflectance for a sensor (CF scale_factor, add_offset)."""
+    if sensor == SENTINEL2:
+        # L1C/L2A: reflectance = (DN + offset) / 10000, offset -1000 since baseline 04.00.
+        late = acquired is not None and acquired >= _S2_OFFSET_SINCE
+        return 1e-4, (-0.1 if late else 0.0)
+    if sensor == LANDSAT:
+        # Collection 2 level-2 surface reflectance, else level-1 TOA reflectance.
+        return (2.75e-5, -0.2) if level2 else (2e-5, -0.1)
+    return 1.0, 0.0
+
+
+def band_table(sensor: str) -> dict[str, BandInfo]:
+    return {SENTINEL2: S2_BANDS, LANDSAT: LANDSAT_BANDS}.get(sensor, {})
+
+
+def lookup_band(sensor: str, name: str) -> BandInfo | None:
+    """Find a band of ``sensor`` by id (B02) or common name (blue)."""
+    table = band_table(sensor)
+    key = name.strip()
+    if key.upper() in table:
+        return table[key.upper()]
+    for b in table.values():
+        if b.common_name == key.lower():
+            return b
+    return None
+
+
+def common_name_info(name: str) -> BandInfo:
+    """Band metadata for a user-named generic band (wavelength from Sentinel-2 if known)."""
+    for b in S2_BANDS.values():
+        if b.common_name == name.lower():
+            return BandInfo(name, b.common_name, b.center_wavelength)
+    return BandInfo(name, name.lower(), None)

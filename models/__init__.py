@@ -1,0 +1,1 @@
+"""models (built in later issues)."""

@@ -1,0 +1,238 @@
+"""The satchunk command line. ``main(argv)`` returns the exit status (tests call it)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import click
+import typer
+
+from chunkstore import (
+    InputError,
+    SatchunkError,
+    find_item,
+    list_collections,
+    list_items,
+    new_run_id,
+    open_store,
+    write_run,
+)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Satellite image segmentation over sharded Zarr on S3, run by Dask.")
+catalog_app = typer.Typer(no_args_is_help=True, help="Browse the STAC catalog in the store.")
+store_app = typer.Typer(no_args_is_help=True, help="The embedded S3 server.")
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(store_app, name="store")
+
+StoreOpt = Annotated[str | None, typer.Option("--store", help="s3://BUCKET/PREFIX or a "
+                                              "directory [env: SATCHUNK_STORE]")]
+EndpointOpt = Annotated[str | None, typer.Option("--endpoint-url", help="S3 endpoint "
+                                                 "[env: AWS_ENDPOINT_URL]")]
+SchedulerOpt = Annotated[str | None, typer.Option("--scheduler", help="tcp://HOST:8786 of a "
+                                                  "running Dask scheduler (default: a local "
+                                                  "cluster on 127.0.0.1)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[str], typer.Argument(help="scene files or folders")],
+    collection: Annotated[str, typer.Option("--collection", help="collection id")],
+    store: StoreOpt = None,
+    endpoint_url: EndpointOpt = None,
+    sensor: Annotated[str, typer.Option(help="auto | sentinel-2 | landsat | generic")] = "auto",
+    bands: Annotated[str | None, typer.Option(help="comma-separated band names (ids or "
+                                              "common names)")] = None,
+    resolution: Annotated[float | None, typer.Option(help="target pixel size in CRS units "
+                                                     "(default: the finest band's)")] = None,
+    labels: Annotated[str | None, typer.Option(help="label raster, polygon file, or folder "
+                                               "of masks paired by file stem")] = None,
+    label_field: Annotated[str | None, typer.Option(help="class field of polygon labels")] = None,
+    classes: Annotated[str | None, typer.Option(help="comma-separated class names of a "
+                                                "raster label, in value order")] = None,
+    acquired: Annotated[str | None, typer.Option("--datetime", help="acquisition time (ISO "
+                                                 "8601) when file names carry none")] = None,
+    shard: Annotated[int, typer.Option(help="shard edge in pixels (one object, one task)")] = 2048,
+    chunk: Annotated[int, typer.Option(help="inner chunk edge in pixels (training patch)")] = 256,
+    scheduler: SchedulerOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ingest raw scenes into sharded Zarr v3 with STAC items."""
+    from ingest import ingest as run_ingest
+
+    from .cluster import dask_client
+
+    if sensor not in ("auto", "sentinel-2", "landsat", "generic"):
+        raise InputError(f"--sensor {sensor!r} is unknown: use auto, sentinel-2, landsat or "
+                         "generic")
+    st = open_store(store, endpoint_url)
+    record: dict[str, Any] = {
+        "run_id": new_run_id("ingest"), "kind": "ingest", "command": sys.argv[1:] or ["ingest"],
+        "config": {"paths": paths, "collection": collection, "sensor": sensor, "bands": bands,
+                   "resolution": resolution, "labels": labels, "shard": shard, "chunk": chunk,
+                   "scheduler": scheduler},
+        "store": st.uri, "started": datetime.now(UTC).isoformat(), "status": "running",
+    }
+    t0 = time.perf_counter()
+    with dask_client(scheduler, quiet=as_json) as client:
+        record["dask_dashboard"] = client.dashboard_link
+        try:
+            results = run_ingest(
+                paths, collection, st, client, sensor=sensor, bands=_csv(bands),
+                resolution=resolution, labels=labels, label_field=label_field,
+                classes=_csv(classes), acquired=acquired, shard=shard, chunk=chunk,
+                progress=not as_json)
+        except InputError:
+            raise
+        except BaseException as exc:
+            record.update(status="failed", error=str(exc).splitlines()[0] if str(exc) else
+                          type(exc).__name__, finished=datetime.now(UTC).isoformat(),
+                          seconds=round(time.perf_counter() - t0, 3))
+            _try_write_run(st, record)
+            raise
+    record.update(status="succeeded", items=results, finished=datetime.now(UTC).isoformat(),
+                  seconds=round(time.perf_counter() - t0, 3))
+    write_run(st, record)
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    for r in results:
+        what = "already ingested" if r["status"] == "exists" else (
+            f"{r['written_shards']} shard(s) written")
+        typer.echo(f"{r['collection']}/{r['item']}: {r['shape'][0]} bands x {r['shape'][1]} x "
+                   f"{r['shape'][2]} px, {r['shards']} shard(s), {what} in {r['seconds']} s")
+
+
+def _try_write_run(st: Any, record: dict[str, Any]) -> None:
+    try:
+        write_run(st, record)
+    except SatchunkError:
+        pass
+
+
+@catalog_app.command("ls")
+def catalog_ls(
+    collection: Annotated[str | None, typer.Option("--collection")] = None,
+    store: StoreOpt = None,
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List collections and their items."""
+    st = open_store(store, endpoint_url)
+    st.check()
+    cols = [collection] if collection else list_collections(st)
+    rows = []
+    for c in cols:
+        for it in list_items(st, c):
+            p = it["properties"]
+            rows.append({"collection": c, "item": it["id"], "datetime": p.get("datetime"),
+                         "shape": p.get("proj:shape"), "code": p.get("proj:code"),
+                         "cloud_cover": p.get("eo:cloud_cover"), "bbox": it.get("bbox")})
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo(f"no items in {st.describe()}" + (f" collection {collection}" if collection
+                                                      else ""))
+        return
+    typer.echo(f"{'collection':<20} {'item':<32} {'datetime':<26} {'shape':<12} {'crs':<11} "
+               "cloud%")
+    for r in rows:
+        shape = "x".join(str(v) for v in r["shape"] or [])
+        cc = "" if r["cloud_cover"] is None else f"{r['cloud_cover']:.1f}"
+        typer.echo(f"{r['collection']:<20} {r['item']:<32} {str(r['datetime']):<26} "
+                   f"{shape:<12} {str(r['code']):<11} {cc}")
+
+
+@catalog_app.command("show")
+def catalog_show(
+    item: Annotated[str, typer.Argument(help="item id")],
+    collection: Annotated[str | None, typer.Option("--collection")] = None,
+    store: StoreOpt = None,
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print an item's STAC JSON."""
+    st = open_store(store, endpoint_url)
+    st.check()
+    d = find_item(st, item, collection)
+    typer.echo(json.dumps(d, indent=2 if not as_json else None))
+
+
+@store_app.command("serve")
+def store_serve(
+    directory: Annotated[str, typer.Option("--dir", help="data directory")] = ".satchunk-s3",
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="S3 port (0 = a free one)")] = 9000,
+    bucket: Annotated[str, typer.Option(help="bucket to create")] = "satchunk",
+) -> None:
+    """Serve an S3-compatible store (SeaweedFS) until Ctrl-C."""
+    from chunkstore import start_s3_server, validate_id
+
+    validate_id(bucket, "bucket")
+    server = start_s3_server(directory, host=host, port=port or None, bucket=bucket)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        for k, v in server.env().items():
+            if k != "AWS_REGION":
+                typer.echo(f"export {k}={v}")
+        typer.echo(f"# serving {server.endpoint_url} from {server.data_dir} (pid "
+                   f"{server.pid}); Ctrl-C stops it", err=True)
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            if server.process is not None and server.process.poll() is not None:
+                raise SatchunkError(f"the S3 server exited: see {server.data_dir}/weed.log")
+    finally:
+        server.stop()
+
+
+@app.command()
+def demo(
+    data: Annotated[str, typer.Option("--dir", help="where the demo keeps its store")]
+    = ".satchunk-demo",
+    keep_serving: Annotated[bool, typer.Option(help="keep the S3 server running at the "
+                                               "end")] = False,
+) -> None:
+    """Run the end-to-end demo on the bundled real scenes."""
+    from .demo import run_demo
+
+    run_demo(data, keep_serving=keep_serving)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns 0 on success, 2 on a user error (one line on stderr)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app(args=argv, prog_name="satchunk", standalone_mode=False)
+    except SatchunkError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        typer.echo("interrupted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except KeyboardInterrupt:
+        typer.echo("interrupted: re-run the same command to finish the missing shards",
+                   err=True)
+        return 130
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())
