@@ -45,11 +45,14 @@ def footprint_wgs84(crs_wkt: str, transform: Sequence[float], shape: tuple[int, 
     return {"type": "Polygon", "coordinates": [coords]}
 
 
-def bbox_of(geometry: dict[str, Any]) -> list[float]:
+def bbox_of(geometry: dict[str, Any], pad: float = 1e-6) -> list[float]:
+    """Bounds of a polygon, padded outward (1e-6 deg ~ 0.1 m) so that the curved
+    true edges between densified vertices stay inside."""
     ring = geometry["coordinates"][0]
     xs = [p[0] for p in ring]
     ys = [p[1] for p in ring]
-    return [min(xs), min(ys), max(xs), max(ys)]
+    return [round(min(xs) - pad, 7), round(min(ys) - pad, 7), round(max(xs) + pad, 7),
+            round(max(ys) + pad, 7)]
 
 
 def scene_item(

@@ -172,8 +172,8 @@ class Store:
                 raise StoreError(f"store {self.uri} is a file, not a directory: pick a directory")
             return
         with self._errors("reach the bucket"):
-            if not self.fs.exists(self.bucket):
-                raise FileNotFoundError(self.bucket)
+            # ls, not exists: exists() hides a wrong secret as "missing"
+            self.fs.ls(self.bucket, detail=False, refresh=True)
 
     def read_bytes(self, key: str) -> bytes:
         with self._errors(f"read {key}"):

