@@ -144,17 +144,22 @@ def _wait_ready(server: S3Server, timeout: float) -> None:
 
 
 def _create_bucket(server: S3Server, timeout: float) -> None:
-    import s3fs
+    import botocore.session
+    from botocore.config import Config
 
-    fs = s3fs.S3FileSystem(key=server.access_key_id, secret=server.secret_access_key,
-                           endpoint_url=server.endpoint_url, skip_instance_cache=True)
+    s3 = botocore.session.get_session().create_client(
+        "s3", endpoint_url=server.endpoint_url, aws_access_key_id=server.access_key_id,
+        aws_secret_access_key=server.secret_access_key, region_name="us-east-1",
+        config=Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 1}))
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if not fs.exists(server.bucket):
-                fs.mkdir(server.bucket)
-            fs.pipe_file(f"{server.bucket}/.satchunk-ready", b"ok")
-            fs.rm_file(f"{server.bucket}/.satchunk-ready")
+            names = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
+            if server.bucket not in names:
+                s3.create_bucket(Bucket=server.bucket)
+            s3.put_object(Bucket=server.bucket, Key=".satchunk-ready", Body=b"ok")
+            s3.delete_object(Bucket=server.bucket, Key=".satchunk-ready")
+            s3.close()
             return
         except Exception:  # the filer and volume servers come up after the S3 port
             if time.monotonic() > deadline:

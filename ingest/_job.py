@@ -95,7 +95,7 @@ def _schema(scene: SceneSource, grid: TargetGrid, shard: int, chunk: int, fp: st
 
 
 def _platform(scene: SceneSource) -> dict[str, Any]:
-    names = " ".join(Path(f).name.upper() for f in scene.files)
+    names = " ".join(str(Path(f).resolve()).upper() for f in scene.files)
     if scene.sensor == SENTINEL2:
         p = {"constellation": "sentinel-2", "instruments": ["msi"]}
         for tag, plat in (("S2A", "sentinel-2a"), ("S2B", "sentinel-2b"), ("S2C", "sentinel-2c")):
