@@ -33,5 +33,6 @@ __all__ = [
     "collection_key", "create_scene", "delete_item", "done_shards", "find_item", "item_key",
     "list_collections", "list_items", "list_runs", "mask_key", "model_key", "new_run_id",
     "open_scene", "open_store", "read_item", "run_key", "scene_attrs", "scene_item",
-    "scene_key", "shard_stats", "start_s3_server", "validate_id", "write_item", "write_run", "write_shard",
+    "scene_key", "shard_stats", "start_s3_server", "validate_id", "write_item", "write_run",
+    "write_shard",
 ]

@@ -62,7 +62,6 @@ def scene_item(
 ) -> pystac.Item:
     """A scene item with eo, proj and raster extensions and a Zarr asset."""
     from pyproj import CRS
-
     from pystac.extensions.eo import Band, EOExtension
     from pystac.extensions.projection import ProjectionExtension
     from pystac.extensions.raster import RasterBand, RasterExtension
@@ -208,7 +207,9 @@ def find_item(store: Store, item: str, collection: str | None = None) -> dict[st
     validate_id(item, "item id")
     hits = [c for c in list_collections(store) if store.exists(item_key(c, item))]
     if not hits:
-        raise NotFoundError(f"item {item!r} is not in {store.describe()}: see `satchunk catalog ls`")
+        raise NotFoundError(
+            f"item {item!r} is not in {store.describe()}: see `satchunk catalog ls`"
+        )
     if len(hits) > 1:
         raise NotFoundError(f"item {item!r} is in several collections {hits}: pass --collection")
     return read_item(store, hits[0], item)

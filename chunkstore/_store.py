@@ -126,7 +126,9 @@ class Store:
 
     def describe(self) -> str:
         """Safe one-line description for messages (no credentials)."""
-        return f"{self.uri} at {self.endpoint_url}" if self.is_s3 and self.endpoint_url else self.uri
+        if self.is_s3 and self.endpoint_url:
+            return f"{self.uri} at {self.endpoint_url}"
+        return self.uri
 
     # -- clients -----------------------------------------------------------------------
     def s3fs_options(self, asynchronous: bool = False) -> dict[str, Any]:
@@ -139,6 +141,7 @@ class Store:
         opts["client_kwargs"] = client
         opts["config_kwargs"] = dict(_S3_CONFIG)
         opts["asynchronous"] = asynchronous
+        opts["use_listings_cache"] = False  # other writers change the bucket under us
         return opts
 
     @cached_property
@@ -254,13 +257,15 @@ class _ErrorMap:
             "reach"
         ):
             raise StoreError(
-                f"bucket {self.store.bucket!r} does not exist at {self.store.endpoint_url or 'AWS'}:"
-                " create it (`satchunk store serve` creates one) or fix --store"
+                f"bucket {self.store.bucket!r} does not exist at "
+                f"{self.store.endpoint_url or 'AWS'}: create it (`satchunk store serve` "
+                "creates one) or fix --store"
             ) from None
         if isinstance(ev, FileNotFoundError):
             raise NotFoundError(f"not found in {where}: {self.action}") from None
         name = type(ev).__name__
-        if "Connect" in name or "Endpoint" in name or isinstance(ev, ConnectionError | TimeoutError):
+        unreachable = isinstance(ev, ConnectionError | TimeoutError)
+        if unreachable or "Connect" in name or "Endpoint" in name:
             raise StoreError(
                 f"cannot reach the object store {where} ({name}): start it or fix "
                 "--endpoint-url / AWS_ENDPOINT_URL"

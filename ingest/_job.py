@@ -190,6 +190,28 @@ def ingest_scene(scene: SceneSource, collection: str, store: Store, client: Any,
             "seconds": round(time.perf_counter() - t0, 3)}
 
 
+def check_inputs(paths: Sequence[str], collection: str, *, sensor: str = "auto",
+                 bands: Sequence[str] | None = None, resolution: float | None = None,
+                 labels: str | None = None, label_field: str | None = None,
+                 classes: Sequence[str] | None = None, acquired: str | None = None,
+                 shard: int = 2048, chunk: int = 256) -> list[SceneSource]:
+    """Check every input and parameter before any cluster starts or anything is written."""
+    validate_id(collection, "collection")
+    ShardGrid(1, 1, shard, chunk)  # validates --shard / --chunk
+    scenes = discover(paths, sensor, bands, labels, label_field, classes, acquired)
+    for scene in scenes:
+        target_grid(scene, resolution)
+    return scenes
+
+
+def ingest_scenes(scenes: Sequence[SceneSource], collection: str, store: Store, client: Any,
+                  *, resolution: float | None = None, shard: int = 2048, chunk: int = 256,
+                  progress: bool = True) -> list[dict[str, Any]]:
+    store.check()
+    return [ingest_scene(s, collection, store, client, resolution=resolution, shard=shard,
+                         chunk=chunk, progress=progress) for s in scenes]
+
+
 def ingest(paths: Sequence[str], collection: str, store: Store, client: Any, *,
            sensor: str = "auto", bands: Sequence[str] | None = None,
            resolution: float | None = None, labels: str | None = None,
@@ -197,11 +219,8 @@ def ingest(paths: Sequence[str], collection: str, store: Store, client: Any, *,
            acquired: str | None = None, shard: int = 2048, chunk: int = 256,
            progress: bool = True) -> list[dict[str, Any]]:
     """Check every input first, then ingest each scene into ``collection``."""
-    validate_id(collection, "collection")
-    ShardGrid(1, 1, shard, chunk)  # validates --shard / --chunk before any I/O
-    scenes = discover(paths, sensor, bands, labels, label_field, classes, acquired)
-    for scene in scenes:
-        target_grid(scene, resolution)
-    store.check()
-    return [ingest_scene(s, collection, store, client, resolution=resolution, shard=shard,
-                         chunk=chunk, progress=progress) for s in scenes]
+    scenes = check_inputs(paths, collection, sensor=sensor, bands=bands, resolution=resolution,
+                          labels=labels, label_field=label_field, classes=classes,
+                          acquired=acquired, shard=shard, chunk=chunk)
+    return ingest_scenes(scenes, collection, store, client, resolution=resolution, shard=shard,
+                         chunk=chunk, progress=progress)

@@ -155,7 +155,9 @@ def _parse_time(value: str | None) -> datetime | None:
     try:
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise InputError(f"--datetime {value!r} is not ISO 8601: use e.g. 2021-06-30T10:20:00Z")
+        raise InputError(
+            f"--datetime {value!r} is not ISO 8601: use e.g. 2021-06-30T10:20:00Z"
+        ) from None
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
@@ -163,8 +165,11 @@ def _file_time(files: Sequence[str]) -> datetime | None:
     import rasterio
 
     for f in files:
-        with rasterio.open(f) as ds:
-            stamp = ds.tags().get("TIFFTAG_DATETIME")
+        try:
+            with rasterio.open(f) as ds:
+                stamp = ds.tags().get("TIFFTAG_DATETIME")
+        except Exception:  # best effort; check_raster reports broken files
+            continue
         if stamp:
             try:
                 return datetime.strptime(stamp, "%Y:%m:%d %H:%M:%S").replace(tzinfo=UTC)

@@ -70,7 +70,7 @@ def ingest(
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest raw scenes into sharded Zarr v3 with STAC items."""
-    from ingest import ingest as run_ingest
+    from ingest import check_inputs, ingest_scenes
 
     from .cluster import dask_client
 
@@ -78,6 +78,10 @@ def ingest(
         raise InputError(f"--sensor {sensor!r} is unknown: use auto, sentinel-2, landsat or "
                          "generic")
     st = open_store(store, endpoint_url)
+    scenes = check_inputs(paths, collection, sensor=sensor, bands=_csv(bands),
+                          resolution=resolution, labels=labels, label_field=label_field,
+                          classes=_csv(classes), acquired=acquired, shard=shard, chunk=chunk)
+    st.check()
     record: dict[str, Any] = {
         "run_id": new_run_id("ingest"), "kind": "ingest", "command": sys.argv[1:] or ["ingest"],
         "config": {"paths": paths, "collection": collection, "sensor": sensor, "bands": bands,
@@ -89,11 +93,8 @@ def ingest(
     with dask_client(scheduler, quiet=as_json) as client:
         record["dask_dashboard"] = client.dashboard_link
         try:
-            results = run_ingest(
-                paths, collection, st, client, sensor=sensor, bands=_csv(bands),
-                resolution=resolution, labels=labels, label_field=label_field,
-                classes=_csv(classes), acquired=acquired, shard=shard, chunk=chunk,
-                progress=not as_json)
+            results = ingest_scenes(scenes, collection, st, client, resolution=resolution,
+                                    shard=shard, chunk=chunk, progress=not as_json)
         except InputError:
             raise
         except BaseException as exc:
