@@ -71,14 +71,14 @@ def recognise(stem: str, suffix: str, hint: str | None = None) -> BandFile | Non
     ``B10``/``B11`` GeoTIFFs exist for both sensors; ``hint`` settles them.
     """
     suffix = suffix.lower()
-    if suffix in (".jp2", ".tif", ".tiff"):
+    if suffix in (".jp2", ".tif", ".tiff", ".vrt"):
         m = _S2_BAND.search(stem)
         if m and (suffix == ".jp2" or hint == SENTINEL2 or m.group(1)[1:] in _S2_ONLY):
             return BandFile(SENTINEL2, m.group(1).upper(), None, stem[: m.start()])
         m = _S2_SCL.search(stem)
         if m:
             return BandFile(SENTINEL2, None, "scl", stem[: m.start()], level2=True)
-    if suffix in (".tif", ".tiff"):
+    if suffix in (".tif", ".tiff", ".vrt"):
         m = _LS_BAND.search(stem)
         if m:
             return BandFile(LANDSAT, m.group(2).upper(), None, stem[: m.start()],
