@@ -166,6 +166,7 @@ def run(sizes, p3_size, repeats, out):
                 objs = store.list("zarr/bench")
                 written = sum(store.fs.info(store._path(k))["size"] for k in objs)
                 comp_ratio = written / (raw_mb * 2**20)
+                print(f"P3 run {i}: {len(objs)} objects, {written / 2**20:.1f} MB written")
                 per = int(raw_mb * 2**20 * comp_ratio / len(wins))
                 t0 = time.perf_counter()
                 client.gather(client.map(_write_task, [
