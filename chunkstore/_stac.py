@@ -126,7 +126,7 @@ def _ensure_catalog(store: Store, collection: str) -> None:
         store.write_bytes(CATALOG_KEY, json.dumps(cat, indent=2).encode())
 
 
-def _collection_dict(store: Store, collection: str, items: list[dict[str, Any]]) -> dict:
+def _collection_dict(collection: str, items: list[dict[str, Any]]) -> dict:
     bboxes = [i["bbox"] for i in items]
     times = sorted(i["properties"].get("datetime") for i in items
                    if i["properties"].get("datetime"))
@@ -162,7 +162,7 @@ def write_item(store: Store, item: pystac.Item) -> str:
     _ensure_catalog(store, collection)
     if not store.exists(collection_key(collection)):
         store.write_bytes(collection_key(collection),
-                          json.dumps(_collection_dict(store, collection, []), indent=2).encode())
+                          json.dumps(_collection_dict(collection, []), indent=2).encode())
     key = item_key(collection, item.id)
     store.write_bytes(key, json.dumps(_item_dict(item), indent=2).encode())
     refresh_collection(store, collection)
@@ -172,7 +172,7 @@ def write_item(store: Store, item: pystac.Item) -> str:
 def refresh_collection(store: Store, collection: str) -> None:
     items = list_items(store, collection)
     store.write_bytes(collection_key(collection),
-                      json.dumps(_collection_dict(store, collection, items), indent=2).encode())
+                      json.dumps(_collection_dict(collection, items), indent=2).encode())
 
 
 def list_collections(store: Store) -> list[str]:
