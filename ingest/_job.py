@@ -9,6 +9,7 @@ the STAC item is written last and is the commit marker.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -185,6 +186,9 @@ def ingest_scene(scene: SceneSource, collection: str, store: Store, client: Any,
                   "center_wavelength": b.info.center_wavelength} for b in scene.bands]
     item = scene_item(schema, scene.item_id, collection, store.url(key), acquired, band_meta,
                       props)
+    for rb in item.assets["zarr"].extra_fields.get("raster:bands", []):
+        if isinstance(rb.get("nodata"), float) and math.isnan(rb["nodata"]):
+            rb["nodata"] = "nan"  # the STAC raster extension's spelling; NaN is not JSON
     write_item(store, item)
     return {**summary, "status": "ingested", "written_shards": len(tasks),
             "seconds": round(time.perf_counter() - t0, 3)}

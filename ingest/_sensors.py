@@ -52,6 +52,10 @@ _LS_QA = re.compile(r"(?i)(?:^|_)(BQA|QA_PIXEL)$")
 _S2_DATE = re.compile(r"(?:^|_)(\d{8}T\d{6})(?:_|$)")
 _LS_DATE = re.compile(r"(?:^|_)(\d{8})_\d{8}_")
 _S2_OFFSET_SINCE = datetime(2022, 1, 25, tzinfo=UTC)  # processing baseline 04.00
+# Landsat 1-7 product names: Collection 1/2 (LE07_L2SP_...) and pre-collection scene ids
+# (LE72250782011065CUB00). Their band numbering is not Landsat 8/9's.
+_LS_LEGACY = re.compile(r"(?i)(?:^|_)L([MTE])(?:0([1-7])(?:_|$)|([1-7])\d{13})")
+_LS_INSTRUMENT = {"M": "MSS", "T": "TM", "E": "ETM+"}
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,18 @@ def recognise(stem: str, suffix: str, hint: str | None = None) -> BandFile | Non
         if m:
             return BandFile(LANDSAT, None, "qa", stem[: m.start()])
     return None
+
+
+def landsat_legacy(stem: str) -> str | None:
+    """'Landsat 7 (ETM+)' when ``stem`` names a Landsat 1-7 product, else None.
+
+    Those missions number their bands differently from Landsat 8/9 (on Landsat 4, 5
+    and 7 B1 is blue and B4 is NIR), so the Landsat 8/9 band table does not apply.
+    """
+    m = _LS_LEGACY.search(stem)
+    if m is None:
+        return None
+    return f"Landsat {m.group(2) or m.group(3)} ({_LS_INSTRUMENT[m.group(1).upper()]})"
 
 
 def acquisition_time(text: str, sensor: str) -> datetime | None:

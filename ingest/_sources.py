@@ -28,6 +28,7 @@ from ._sensors import (
     acquisition_time,
     band_table,
     common_name_info,
+    landsat_legacy,
     lookup_band,
     recognise,
     scale_offset,
@@ -91,6 +92,32 @@ class SceneSource:
 
 def _fail(path: str | Path, problem: str, fix: str) -> InputError:
     return InputError(f"{path}: {problem}: {fix}")
+
+
+def scene_pixel_type(metas: Sequence[RasterMeta], nodata: float | None,
+                     integer_dtype: str | None = None) -> tuple[str, float]:
+    """The stored dtype and fill value of a scene made of ``metas``.
+
+    Floating-point sources (float16/32/64) give float32 with NaN as the fill: float32
+    holds every float16/float32 value exactly and float64 reflectance to ~7 significant
+    digits (values beyond float32's range are refused when read). Integer sources keep
+    ``integer_dtype`` (or the common integer type of the files) with ``nodata`` as the
+    fill, 0 when the files declare none.
+    """
+    import numpy as np
+
+    if any(np.dtype(m.dtype).kind == "f" for m in metas):
+        return "float32", float("nan")
+    dtype = integer_dtype or str(np.result_type(*[m.dtype for m in metas]))
+    return dtype, 0 if nodata is None else nodata
+
+
+def _legacy_landsat(path: Path, mission: str) -> InputError:
+    return _fail(
+        path, f"{mission} product; Landsat 4-7 band numbering is not supported by the "
+        "landsat reader (B1 is blue and B4 is NIR there, not coastal and red as on Landsat "
+        "8/9)", "ingest it anyway with --sensor generic --bands blue,green,red,... naming "
+        "each file's band in file-name order (one multi-band file: its bands in order)")
 
 
 def _gdal_message(exc: Exception) -> str:
@@ -246,7 +273,8 @@ def _band_set(files: list[Path], sensor: str, bands: list[str] | None, item: str
                         "give single-band files for a per-band set")
     _check_crs(list(sources) + [a for _, a in aux_sources], item)
     scale, offset = scale_offset(sensor, level2, when)
-    return SceneSource(item, sensor, sources, scale, offset, 0, "uint16", when, aux_sources,
+    dtype, nodata = scene_pixel_type([s.meta for s in sources], 0, "uint16")
+    return SceneSource(item, sensor, sources, scale, offset, nodata, dtype, when, aux_sources,
                        level2=level2,
                        files=tuple(s.path for s in sources) + tuple(a.path for _, a in aux_sources))
 
@@ -284,13 +312,9 @@ def _generic_scene(files: list[Path], sensor: str, bands: list[str] | None, item
     sources = tuple(BandSource(p, i, info, m) for (p, i, m), info in zip(pairs, infos,
                                                                          strict=True))
     _check_crs(sources, item)
-    import numpy as np
-
-    dtype = str(np.result_type(*[m.dtype for m in metas]))
-    nodata = metas[0].nodata
+    dtype, nodata = scene_pixel_type(metas, metas[0].nodata)
     if sensor in (SENTINEL2, LANDSAT):
         scale, offset = scale_offset(sensor, False, when)
-        nodata = 0 if nodata is None else nodata
     else:
         scale, offset = 1.0, 0.0
     return SceneSource(item, sensor, sources, scale, offset, nodata, dtype, when,
@@ -300,6 +324,12 @@ def _generic_scene(files: list[Path], sensor: str, bands: list[str] | None, item
 def _scenes_from_unit(files: list[Path], sensor: str, bands: list[str] | None,
                       when: datetime | None, folder: Path | None) -> list[SceneSource]:
     recognised = {}
+    if sensor in ("auto", LANDSAT):
+        for f in files:
+            mission = landsat_legacy(f.stem)
+            r = recognise(f.stem, f.suffix) if mission else None
+            if mission and (sensor == LANDSAT or (r is not None and r.sensor == LANDSAT)):
+                raise _legacy_landsat(f, mission)
     if sensor != GENERIC:
         rec = [(f, recognise(f.stem, f.suffix)) for f in files]
         if sensor == "auto":
@@ -429,5 +459,6 @@ def fingerprint(scene: SceneSource, params: dict[str, object]) -> str:
         st = os.stat(f)
         h.update(f"{os.path.abspath(f)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     h.update(json.dumps(params, sort_keys=True, default=str).encode())
-    h.update(repr((scene.bands, scene.label, scene.scale, scene.offset)).encode())
+    h.update(repr((scene.bands, scene.label, scene.scale, scene.offset, scene.dtype,
+                   scene.nodata)).encode())
     return h.hexdigest()[:32]

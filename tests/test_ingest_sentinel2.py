@@ -65,7 +65,7 @@ def test_resampled_bands_equal_rasterio_resampling(s2_ingested, s2_dir, band, na
     expect = np.zeros(shp, dtype=np.uint16)
     with rasterio.open(_band_path(s2_dir, band)) as src:
         reproject(rasterio.band(src, 1), expect, dst_transform=dst_t, dst_crs=dst_crs,
-                  dst_nodata=0, resampling=Resampling.bilinear)
+                  src_nodata=0, dst_nodata=0, resampling=Resampling.bilinear)
     got = ds["reflectance"].sel(band=name).values
     assert (got > 0).mean() > 0.95  # real data, not an empty band
     # GDAL's approximate transformer adds ~1e-12 px of noise that depends on the warp
@@ -74,12 +74,13 @@ def test_resampled_bands_equal_rasterio_resampling(s2_ingested, s2_dir, band, na
     diff = np.abs(got.astype(np.int32) - expect)
     assert diff.max() <= 1
     assert (diff > 0).mean() < 0.01
-    # On the shard's own window the same rasterio call gives identical bytes.
+    # On the shard's own window the same rasterio call gives identical bytes. The band
+    # files carry no nodata tag; the scene's fill 0 is their nodata, so it is never blended.
     r0, c0, h, w = 512, 1024, 512, 512
     win = np.zeros((h, w), dtype=np.uint16)
     with rasterio.open(_band_path(s2_dir, band)) as src:
         reproject(rasterio.band(src, 1), win, dst_transform=dst_t @ Affine.translation(c0, r0),
-                  dst_crs=dst_crs, dst_nodata=0, resampling=Resampling.bilinear)
+                  dst_crs=dst_crs, src_nodata=0, dst_nodata=0, resampling=Resampling.bilinear)
     np.testing.assert_array_equal(got[r0:r0 + h, c0:c0 + w], win)
 
 
@@ -164,7 +165,7 @@ def test_coarser_resolution_averages(s3_store, client, s2_dir):
         t = src.transform
         expect = np.zeros((974, 967), dtype=np.uint16)
         reproject(rasterio.band(src, 1), expect,
-                  dst_transform=Affine(20, 0, t.c, 0, -20, t.f), dst_crs=src.crs, dst_nodata=0,
-                  resampling=Resampling.average)
+                  dst_transform=Affine(20, 0, t.c, 0, -20, t.f), dst_crs=src.crs, src_nodata=0,
+                  dst_nodata=0, resampling=Resampling.average)
     np.testing.assert_array_equal(ds["reflectance"].sel(band="blue").values, expect)
     assert ds["reflectance"].rio.transform() == Affine(20, 0, t.c, 0, -20, t.f)
