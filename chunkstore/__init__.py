@@ -4,11 +4,20 @@ from ._grid import ShardGrid
 from ._histogram import LABEL_NODATA, chunk_histogram
 from ._ids import validate_id
 from ._layout import collection_key, item_key, mask_key, model_key, run_key, scene_key
+from ._mask import (
+    MaskSchema,
+    create_mask,
+    done_mask_shards,
+    mask_attrs,
+    mask_item,
+    write_mask_shard,
+)
 from ._runs import list_runs, new_run_id, write_run
 from ._scene import (
     SceneSchema,
     create_scene,
     done_shards,
+    grid_coords,
     open_scene,
     scene_attrs,
     shard_stats,
@@ -28,11 +37,12 @@ from ._store import Credentials, Store, open_store
 from .errors import InputError, InvalidIdError, NotFoundError, SatchunkError, StoreError
 
 __all__ = [
-    "LABEL_NODATA", "Credentials", "InputError", "InvalidIdError", "NotFoundError", "S3Server",
-    "SatchunkError", "SceneSchema", "ShardGrid", "Store", "StoreError", "chunk_histogram",
-    "collection_key", "create_scene", "delete_item", "done_shards", "find_item", "item_key",
-    "list_collections", "list_items", "list_runs", "mask_key", "model_key", "new_run_id",
-    "open_scene", "open_store", "read_item", "run_key", "scene_attrs", "scene_item",
-    "scene_key", "shard_stats", "start_s3_server", "validate_id", "write_item", "write_run",
+    "LABEL_NODATA", "Credentials", "InputError", "InvalidIdError", "MaskSchema", "NotFoundError",
+    "S3Server", "SatchunkError", "SceneSchema", "ShardGrid", "Store", "StoreError",
+    "chunk_histogram", "collection_key", "create_mask", "create_scene", "delete_item",
+    "done_mask_shards", "done_shards", "find_item", "grid_coords", "item_key", "list_collections",
+    "list_items", "list_runs", "mask_attrs", "mask_item", "mask_key", "model_key", "new_run_id",
+    "open_scene", "open_store", "read_item", "run_key", "scene_attrs", "scene_item", "scene_key",
+    "shard_stats", "start_s3_server", "validate_id", "write_item", "write_mask_shard", "write_run",
     "write_shard",
 ]

@@ -55,31 +55,37 @@ class SceneSchema:
         return self.label_classes is not None
 
 
-def _coords(schema: SceneSchema) -> dict[str, Any]:
+def grid_coords(crs_wkt: str, transform: tuple[float, ...], shape: tuple[int, int]
+                ) -> dict[str, Any]:
+    """x/y cell-centre coordinates and ``spatial_ref`` (CRS WKT + GeoTransform)."""
     import xarray as xr
 
-    a, b, c, d, e, f = schema.transform
-    h, w = schema.grid.shape
+    a, b, c, d, e, f = transform
+    h, w = shape
     x = c + a * (np.arange(w) + 0.5)
     y = f + e * (np.arange(h) + 0.5)
     gdal = (c, a, b, f, d, e)
     spatial_ref = xr.DataArray(
         np.int64(0),
         attrs={
-            "crs_wkt": schema.crs_wkt,
-            "spatial_ref": schema.crs_wkt,
+            "crs_wkt": crs_wkt,
+            "spatial_ref": crs_wkt,
             "GeoTransform": " ".join(repr(float(v)) for v in gdal),
         },
     )
     return {
-        "band": np.array(schema.bands, dtype=object),
         "y": ("y", y, {"units": "metre", "axis": "Y"}),
         "x": ("x", x, {"units": "metre", "axis": "X"}),
         "spatial_ref": spatial_ref,
     }
 
 
-def _codecs() -> dict[str, Any]:
+def _coords(schema: SceneSchema) -> dict[str, Any]:
+    return {"band": np.array(schema.bands, dtype=object),
+            **grid_coords(schema.crs_wkt, schema.transform, schema.grid.shape)}
+
+
+def codecs() -> dict[str, Any]:
     from zarr.codecs import Crc32cCodec, ZstdCodec
 
     return {"compressors": [ZstdCodec(level=3), Crc32cCodec()]}
@@ -96,6 +102,9 @@ def create_scene(store: Store, key: str, schema: SceneSchema) -> None:
     g = schema.grid
     nb, s, c = len(schema.bands), g.shard, g.chunk
     ys, xs = g.dask_chunks()
+    fill = schema.nodata
+    if fill is None:  # always a _FillValue, so the CF scale never meets integers without one
+        fill = float("nan") if np.dtype(schema.dtype).kind == "f" else 0
     variables: dict[str, Any] = {
         REFLECTANCE: xr.DataArray(
             da.zeros((nb, *g.shape), dtype=schema.dtype, chunks=((nb,), ys, xs)),
@@ -107,7 +116,7 @@ def create_scene(store: Store, key: str, schema: SceneSchema) -> None:
         REFLECTANCE: {
             "chunks": (nb, c, c), "shards": (nb, s, s), "dtype": schema.dtype,
             "scale_factor": schema.scale, "add_offset": schema.offset,
-            "_FillValue": schema.nodata, **_codecs(),
+            "_FillValue": fill, **codecs(),
         }
     }
     for name, dtype in schema.aux:
@@ -115,7 +124,7 @@ def create_scene(store: Store, key: str, schema: SceneSchema) -> None:
             da.zeros(g.shape, dtype=dtype, chunks=(ys, xs)), dims=("y", "x"),
             attrs={"grid_mapping": "spatial_ref"},
         )
-        encoding[name] = {"chunks": (c, c), "shards": (s, s), "fill_value": 0, **_codecs()}
+        encoding[name] = {"chunks": (c, c), "shards": (s, s), "fill_value": 0, **codecs()}
     if schema.label_classes is not None:
         k = len(schema.label_classes)
         n_inner = g.inner_per_shard
@@ -127,7 +136,7 @@ def create_scene(store: Store, key: str, schema: SceneSchema) -> None:
                    "flag_meanings": " ".join(n.replace(" ", "_") for n in schema.label_classes)},
         )
         encoding[LABEL] = {"chunks": (c, c), "shards": (s, s), "fill_value": LABEL_NODATA,
-                           **_codecs()}
+                           **codecs()}
         variables[HISTOGRAM] = xr.DataArray(
             da.zeros((ny, nx, n_inner, n_inner, k), dtype="uint32",
                      chunks=(1, 1, n_inner, n_inner, k)),
@@ -136,7 +145,7 @@ def create_scene(store: Store, key: str, schema: SceneSchema) -> None:
                    "description": "pixel count per class in each inner chunk of each shard"},
         )
         encoding[HISTOGRAM] = {"chunks": (1, 1, n_inner, n_inner, k), "fill_value": 0,
-                               **_codecs()}
+                               **codecs()}
     ny, nx = g.n_shards
     variables[STATS] = xr.DataArray(
         da.zeros((ny, nx, len(STAT_NAMES)), dtype="uint64", chunks=(1, 1, len(STAT_NAMES))),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import signal
@@ -114,6 +115,107 @@ def ingest(
             f"{r['written_shards']} shard(s) written")
         typer.echo(f"{r['collection']}/{r['item']}: {r['shape'][0]} bands x {r['shape'][1]} x "
                    f"{r['shape'][2]} px, {r['shards']} shard(s), {what} in {r['seconds']} s")
+
+
+@app.command()
+def predict(
+    items: Annotated[list[str] | None, typer.Argument(help="scene item ids")] = None,
+    model: Annotated[str, typer.Option("--model", help="unet | segformer | onnx:PATH | "
+                                       "ukis-csmask[:4b|6b][:l1c|l2a] | checkpoint folder or "
+                                       "s3://.../models/NAME/VERSION")] = "ukis-csmask",
+    collection: Annotated[str | None, typer.Option("--collection", help="every scene of this "
+                                                   "collection (or where ITEMs are)")] = None,
+    products: Annotated[str, typer.Option(help="comma-separated: class,probability,entropy,"
+                                          "margin (class is always written)")] = "class",
+    batch: Annotated[int, typer.Option(help="tiles per model call")] = 8,
+    store: StoreOpt = None,
+    endpoint_url: EndpointOpt = None,
+    scheduler: SchedulerOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Segment scenes with a model; masks go to masks/<collection>/<item>/<model-id>.zarr."""
+    from inference import (
+        check_item,
+        check_products,
+        load_checked,
+        model_ref,
+        predict_item,
+        worker_threads,
+    )
+
+    from .cluster import dask_client
+
+    names = check_products(_csv(products))
+    if batch < 1:
+        raise InputError(f"--batch {batch} must be at least 1")
+    st = open_store(store, endpoint_url)
+    st.check()
+    if not items:
+        if not collection:
+            raise InputError("name scene ITEMs or pass --collection")
+        items = [i["id"] for i in list_items(st, collection)
+                 if i["properties"].get("satchunk:kind") != "mask"]
+        if not items:
+            raise InputError(f"collection {collection!r} has no scenes: ingest some first")
+    ref = model_ref(model, st)
+    adapter = load_checked(ref, st)  # a bad model, item or band fails before any work
+    scenes = [check_item(st, i, adapter, collection)[0] for i in items]
+    record: dict[str, Any] = {
+        "run_id": new_run_id("predict"), "kind": "predict",
+        "command": sys.argv[1:] or ["predict"],
+        "config": {"items": items, "collection": collection, "model": model,
+                   "products": list(names), "batch": batch, "scheduler": scheduler},
+        "store": st.uri, "started": datetime.now(UTC).isoformat(), "status": "running",
+    }
+    t0 = time.perf_counter()
+    results = []
+    with dask_client(scheduler, quiet=as_json) as client:
+        record["dask_dashboard"] = client.dashboard_link
+        ref = dataclasses.replace(ref, threads=worker_threads(client))
+        record["model_id"] = adapter.spec.model_id
+        try:
+            for scene in scenes:
+                results.append(predict_item(st, client, scene["id"], ref, adapter,
+                                            collection=scene["collection"], products=names,
+                                            batch=batch, progress=not as_json))
+        except InputError:
+            raise
+        except BaseException as exc:
+            record.update(status="failed", error=str(exc).splitlines()[0] if str(exc) else
+                          type(exc).__name__, items_done=results,
+                          finished=datetime.now(UTC).isoformat(),
+                          seconds=round(time.perf_counter() - t0, 3))
+            _try_write_run(st, record)
+            raise
+    record.update(status="succeeded", items=results, finished=datetime.now(UTC).isoformat(),
+                  seconds=round(time.perf_counter() - t0, 3))
+    write_run(st, record)
+    if as_json:
+        typer.echo(json.dumps([{k: r[k] for k in ("collection", "item", "model_id", "mask",
+                                                   "seconds", "status", "written_shards")}
+                               for r in results], indent=2))
+        return
+    for r in results:
+        what = "already predicted" if r["status"] == "exists" else (
+            f"{r['written_shards']} shard(s) written")
+        typer.echo(f"{r['collection']}/{r['item']} -> {r['mask']} ({what} in {r['seconds']} s)")
+
+
+@app.command("export-onnx")
+def export_onnx_cmd(
+    model: Annotated[str, typer.Argument(help="unet | segformer | checkpoint folder")],
+    out: Annotated[str, typer.Argument(help="output .onnx path (a .json sidecar is written "
+                                       "next to it)")],
+) -> None:
+    """Export a torch model to ONNX with a dynamic batch axis, checked against torch."""
+    from models import ModelError, export_onnx, load_model
+
+    try:
+        res = export_onnx(load_model(model), out)
+    except ModelError as exc:
+        raise InputError(str(exc)) from None
+    typer.echo(f"wrote {res['onnx']} and {res['sidecar']} (max |p_onnx - p_torch| = "
+               f"{res['max_abs_diff']:.1e} on a batch of {res['batch_checked']})")
 
 
 def _try_write_run(st: Any, record: dict[str, Any]) -> None:

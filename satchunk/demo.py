@@ -20,6 +20,7 @@ def sample_scenes() -> dict[str, Path]:
 
 
 def run_demo(data_dir: str, keep_serving: bool = False) -> None:
+    from inference import load_checked, model_ref, predict_item, worker_threads
     from ingest import ingest
 
     from .cluster import dask_client
@@ -37,9 +38,21 @@ def run_demo(data_dir: str, keep_serving: bool = False) -> None:
                 for r in results:
                     print(f"  {name}: {r['item']} {r['shape']} -> {r['zarr']} ({r['status']}, "
                           f"{r['seconds']} s)")
+            print("\nCloud / cloud-shadow masks (ukis-csmask, real pretrained ONNX UNet):")
+            ref = model_ref("ukis-csmask", store, worker_threads(client))
+            adapter = load_checked(ref, store)
+            for it in list_items(store, "demo"):
+                if it["properties"].get("satchunk:kind") == "mask":
+                    continue
+                r = predict_item(store, client, it["id"], ref, adapter, collection="demo",
+                                 products=("class", "probability"))
+                print(f"  {r['item']} -> {r['mask']} ({r['status']}, {r['seconds']} s)")
         print("\nCatalog (stac/demo):")
         for it in list_items(store, "demo"):
             p = it["properties"]
+            if p.get("satchunk:kind") == "mask":
+                print(f"  {it['id']}  mask of {p['satchunk:scene']} by {p['satchunk:model_id']}")
+                continue
             print(f"  {it['id']:<28} {p['proj:code']:<11} {p['proj:shape']} "
                   f"cloud {p.get('eo:cloud_cover')}%  bbox {[round(v, 4) for v in it['bbox']]}")
         print(f"\ndemo finished in {time.perf_counter() - t0:.1f} s")

@@ -1,0 +1,178 @@
+"""``predict``: check the request, lay out the mask, run the graph, commit the STAC item."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from chunkstore import (
+    InputError,
+    MaskSchema,
+    ShardGrid,
+    Store,
+    create_mask,
+    delete_item,
+    done_mask_shards,
+    find_item,
+    item_key,
+    mask_attrs,
+    mask_item,
+    mask_key,
+    open_store,
+    scene_attrs,
+    scene_key,
+    write_item,
+)
+from models import Adapter, ModelError
+
+from ._bands import match_bands
+from ._block import Radiometry, context_depth
+from ._runner import ModelRef, PredictJob, block_edges, mask_graph
+
+log = logging.getLogger("satchunk.inference")
+PRODUCT_NAMES = ("class", "probability", "entropy", "margin")
+
+
+def check_products(products: Sequence[str] | None) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(["class", *(products or [])]))
+    bad = [p for p in names if p not in PRODUCT_NAMES]
+    if bad:
+        raise InputError(f"unknown product(s) {', '.join(bad)}: choose from "
+                         f"{', '.join(PRODUCT_NAMES)}")
+    return names
+
+
+def model_ref(ref: str, store: Store, threads: int = 1) -> ModelRef:
+    """Resolve a ``--model`` value; checkpoints under ``s3://`` use the store's endpoint
+    and credentials."""
+    if ref.startswith("s3://"):
+        ckpt = open_store(ref, store.endpoint_url).with_credentials(store.credentials)
+        return ModelRef(ref, ckpt.without_credentials(), threads)
+    return ModelRef(ref, None, threads)
+
+
+def load_checked(ref: ModelRef, store: Store) -> Adapter:
+    """Load the model on the client once, so a bad reference fails before any write."""
+    try:
+        return ref.load(store.credentials if ref.store is not None else None)
+    except ModelError as exc:
+        raise InputError(str(exc)) from None
+
+
+def worker_threads(client: Any) -> int:
+    """Model threads per task: the host's cores shared by the worker threads on it."""
+    workers = client.scheduler_info().get("workers", {})
+    per_host: dict[str, int] = {}
+    for w in workers.values():
+        host = w.get("host", "")
+        per_host[host] = per_host.get(host, 0) + int(w.get("nthreads", 1))
+    busiest = max(per_host.values(), default=1)
+    return max(1, (os.cpu_count() or 1) // busiest)
+
+
+def check_item(store: Store, item: str, adapter: Adapter, collection: str | None = None
+               ) -> tuple[dict[str, Any], tuple[int, ...], tuple[str, ...]]:
+    """The scene item, and which of its bands feed the model; refuses what cannot run."""
+    scene = find_item(store, item, collection)
+    if scene["properties"].get("satchunk:kind") == "mask":
+        raise InputError(f"{item} is a mask item, not a scene: predict on its scene "
+                         f"{scene['properties'].get('satchunk:scene')}")
+    skey = scene_key(scene["collection"], item)
+    if scene_attrs(store, skey) is None:
+        raise InputError(f"item {item} has no scene Zarr at {store.url(skey)}: re-ingest it")
+    idx, names = match_bands(adapter.spec, _band_names(store, skey), item)
+    return scene, idx, names
+
+
+def predict_item(store: Store, client: Any, item: str, ref: ModelRef, adapter: Adapter, *,
+                 collection: str | None = None, products: Sequence[str] = ("class",),
+                 batch: int = 8, progress: bool = True) -> dict[str, Any]:
+    """Predict one scene item; returns a summary with the mask URI and seconds."""
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    scene, idx, names = check_item(store, item, adapter, collection)
+    collection = scene["collection"]
+    skey = scene_key(collection, item)
+    attrs = scene_attrs(store, skey) or {}
+    zmeta = json.loads(store.read_bytes(f"{skey}/reflectance/zarr.json"))
+    spec = adapter.spec
+    enc = zmeta.get("attributes", {})
+    radiometry = Radiometry(float(enc.get("scale_factor", 1.0)), float(enc.get("add_offset", 0.0)),
+                            None if zmeta.get("fill_value") is None
+                            else float(zmeta["fill_value"]))
+    H, W = zmeta["shape"][1:]
+    shard, chunk = int(attrs.get("shard", 2048)), int(attrs.get("chunk", 256))
+    grid = ShardGrid(H, W, shard, chunk)
+    model_id = spec.model_id
+    mkey = mask_key(collection, item, model_id)
+    mitem_id = f"{item}__{model_id}"
+    fingerprint = {"model_ref": ref.ref, "model": spec.to_dict(), "products": list(products),
+                   "scene": attrs.get("satchunk", {}).get("fingerprint")}
+    spatial = json.loads(store.read_bytes(f"{skey}/spatial_ref/zarr.json"))["attributes"]
+    gt = [float(v) for v in spatial["GeoTransform"].split()]
+    schema = MaskSchema(grid=grid, crs_wkt=spatial["crs_wkt"],
+                        transform=(gt[1], gt[2], gt[0], gt[4], gt[5], gt[3]),
+                        classes=spec.classes, colors=spec.colors, products=tuple(products),
+                        attrs={"fingerprint": fingerprint, "model_id": model_id,
+                               "scene": item, "collection": collection})
+    summary = {"collection": collection, "item": item, "model_id": model_id,
+               "mask": store.url(mkey), "mask_item": mitem_id, "products": list(products),
+               "shards": grid.n_shards[0] * grid.n_shards[1]}
+    existing = mask_attrs(store, mkey)
+    same = existing is not None and existing.get("satchunk", {}).get("fingerprint") == fingerprint
+    committed = store.exists(item_key(collection, mitem_id))
+    if same and committed:
+        return {**summary, "status": "exists", "written_shards": 0,
+                "seconds": round(time.perf_counter() - t0, 3)}
+    if committed:
+        delete_item(store, collection, mitem_id)
+    done = done_mask_shards(store, mkey) if same else set()
+    if not same:
+        create_mask(store, mkey, schema)
+    depth = context_depth(spec)
+    job = PredictJob(store.without_credentials(), skey, mkey, idx, names, radiometry,
+                     zmeta["data_type"], block_edges(H, shard, depth),
+                     block_edges(W, shard, depth), schema, ref, batch)
+    graph = mask_graph(job, store.credentials, depth)
+    todo = []
+    for i in range(len(job.y_edges) - 1):
+        for j in range(len(job.x_edges) - 1):
+            shards = {(sy, sx)
+                      for sy in range(job.y_edges[i] // shard, -(-job.y_edges[i + 1] // shard))
+                      for sx in range(job.x_edges[j] // shard, -(-job.x_edges[j + 1] // shard))}
+            if not shards <= done:
+                todo.append(graph.blocks[i, j])
+    written = 0
+    if todo:
+        from distributed import as_completed
+
+        futures = client.compute(todo)
+        try:
+            with tqdm(total=len(futures), desc=f"{item} {model_id}", unit="block",
+                      disable=not progress) as bar:
+                for fut in as_completed(futures):
+                    written += int(fut.result().sum())
+                    bar.update(1)
+        except BaseException:
+            client.cancel(futures)
+            raise
+    seconds = round(time.perf_counter() - t0, 3)
+    scene_href = f"../{item}/{item}.json"
+    mitem = mask_item(scene, mitem_id, store.url(mkey), scene_href, spec.to_dict(),
+                      products, datetime.now(UTC),
+                      {"satchunk:seconds": seconds, "satchunk:model_ref": ref.ref})
+    write_item(store, mitem)
+    return {**summary, "status": "predicted", "written_shards": written, "seconds": seconds}
+
+
+def _band_names(store: Store, skey: str) -> list[str]:
+    import xarray as xr
+
+    ds = xr.open_zarr(store.zarr_store(skey, read_only=True), consolidated=False, zarr_format=3)
+    return [str(b) for b in ds["band"].values]

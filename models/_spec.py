@@ -1,0 +1,118 @@
+"""``ModelSpec``: what a segmentation model eats and gives. Pure: no I/O, no torch."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ._errors import ModelError
+
+INDICES = ("ndvi", "ndwi", "ndbi", "bsi")
+_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+            "#7f7f7f", "#bcbd22", "#17becf")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model's contract with the data.
+
+    ``bands`` are matched by common name against the scene; ``indices`` are
+    derived channels appended after the bands; ``mean``/``std`` normalize every
+    input channel (in reflectance units). Tiles of ``tile`` pixels step by
+    ``tile - 2 * halo``, so neighbouring tiles share ``2 * halo`` pixels and are
+    blended there with a smooth window. Tiles start at scene pixels
+    ``k * stride + tile_offset``, the same grid for every block and for the
+    whole image.
+    """
+
+    name: str
+    version: str
+    bands: tuple[str, ...]
+    classes: tuple[str, ...]
+    colors: tuple[str, ...] = ()
+    tile: int = 256
+    halo: int = 32
+    tile_offset: int = 0
+    indices: tuple[str, ...] = ()
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    architecture: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for label, value in (("model name", self.name), ("model version", self.version)):
+            if not _ID.match(value) or ".." in value:
+                raise ModelError(f"{label} {value!r} may only use letters, digits, '.', '_', "
+                                 "'-' (at most 128)")
+        if not self.bands:
+            raise ModelError(f"model {self.name}: no input bands")
+        if len(self.classes) < 2:
+            raise ModelError(f"model {self.name}: needs at least 2 classes, got {self.classes}")
+        if len(self.classes) > 255:
+            raise ModelError(f"model {self.name}: at most 255 classes (class 255 is nodata)")
+        bad = [i for i in self.indices if i not in INDICES]
+        if bad:
+            raise ModelError(f"model {self.name}: unknown derived channels {bad}; "
+                             f"known: {', '.join(INDICES)}")
+        if self.tile < 8 or not 0 <= 4 * self.halo <= self.tile:
+            raise ModelError(f"model {self.name}: tile {self.tile} and halo {self.halo} need "
+                             "tile >= 8 and 0 <= halo <= tile / 4")
+        if not 0 <= self.tile_offset < self.stride:
+            raise ModelError(f"model {self.name}: tile_offset {self.tile_offset} must be in "
+                             f"[0, stride {self.stride})")
+        n = self.in_channels
+        for label, values in (("mean", self.mean), ("std", self.std)):
+            if values and len(values) != n:
+                raise ModelError(f"model {self.name}: {label} has {len(values)} values for "
+                                 f"{n} input channels")
+        if any(s <= 0 for s in self.std):
+            raise ModelError(f"model {self.name}: std values must be > 0")
+        if not self.colors:
+            object.__setattr__(self, "colors", tuple(_PALETTE[i % len(_PALETTE)]
+                                                     for i in range(len(self.classes))))
+        elif len(self.colors) != len(self.classes):
+            raise ModelError(f"model {self.name}: {len(self.colors)} colours for "
+                             f"{len(self.classes)} classes")
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.bands) + len(self.indices)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def stride(self) -> int:
+        return self.tile - 2 * self.halo
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}-{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["architecture"] = dict(self.architecture)
+        return json.loads(json.dumps(d))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelSpec:
+        known = set(cls.__dataclass_fields__)
+        extra = sorted(set(d) - known)
+        if extra:
+            raise ModelError(f"model config has unknown fields {extra}")
+        missing = [k for k in ("name", "version", "bands", "classes") if k not in d]
+        if missing:
+            raise ModelError(f"model config lacks {missing}")
+        kw = dict(d)
+        for k in ("bands", "classes", "colors", "indices"):
+            if k in kw:
+                kw[k] = tuple(str(v) for v in kw[k])
+        for k in ("mean", "std"):
+            if k in kw:
+                kw[k] = tuple(float(v) for v in kw[k])
+        kw["architecture"] = dict(kw.get("architecture") or {})
+        return cls(**kw)
