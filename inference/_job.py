@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 from collections.abc import Sequence
@@ -34,7 +33,6 @@ from ._bands import match_bands
 from ._block import Radiometry, context_depth
 from ._runner import ModelRef, PredictJob, block_edges, mask_graph
 
-log = logging.getLogger("satchunk.inference")
 PRODUCT_NAMES = ("class", "probability", "entropy", "margin")
 
 

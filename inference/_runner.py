@@ -8,7 +8,6 @@ argument; the store objects in the graph carry none.
 from __future__ import annotations
 
 import hashlib
-import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -24,9 +23,6 @@ from chunkstore import (
 from models import Adapter, load_model
 
 from ._block import Radiometry, predict_window, products
-
-log = logging.getLogger("satchunk.inference")
-PRODUCT_NAMES = ("class", "probability", "entropy", "margin")
 
 
 @dataclass(frozen=True)

@@ -99,14 +99,10 @@ def ingest(
         except InputError:
             raise
         except BaseException as exc:
-            record.update(status="failed", error=str(exc).splitlines()[0] if str(exc) else
-                          type(exc).__name__, finished=datetime.now(UTC).isoformat(),
-                          seconds=round(time.perf_counter() - t0, 3))
-            _try_write_run(st, record)
+            _finish_run(st, record, t0, exc)
             raise
-    record.update(status="succeeded", items=results, finished=datetime.now(UTC).isoformat(),
-                  seconds=round(time.perf_counter() - t0, 3))
-    write_run(st, record)
+    record["items"] = results
+    _finish_run(st, record, t0)
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return
@@ -181,15 +177,11 @@ def predict(
         except InputError:
             raise
         except BaseException as exc:
-            record.update(status="failed", error=str(exc).splitlines()[0] if str(exc) else
-                          type(exc).__name__, items_done=results,
-                          finished=datetime.now(UTC).isoformat(),
-                          seconds=round(time.perf_counter() - t0, 3))
-            _try_write_run(st, record)
+            record["items_done"] = results
+            _finish_run(st, record, t0, exc)
             raise
-    record.update(status="succeeded", items=results, finished=datetime.now(UTC).isoformat(),
-                  seconds=round(time.perf_counter() - t0, 3))
-    write_run(st, record)
+    record["items"] = results
+    _finish_run(st, record, t0)
     if as_json:
         typer.echo(json.dumps([{k: r[k] for k in ("collection", "item", "model_id", "mask",
                                                    "seconds", "status", "written_shards")}
@@ -218,7 +210,18 @@ def export_onnx_cmd(
                f"{res['max_abs_diff']:.1e} on a batch of {res['batch_checked']})")
 
 
-def _try_write_run(st: Any, record: dict[str, Any]) -> None:
+def _finish_run(st: Any, record: dict[str, Any], t0: float,
+                exc: BaseException | None = None) -> None:
+    """Write the job record as succeeded, or as failed with the first line of ``exc``
+    (best effort then: the store may be what failed)."""
+    record.update(finished=datetime.now(UTC).isoformat(),
+                  seconds=round(time.perf_counter() - t0, 3))
+    if exc is None:
+        record["status"] = "succeeded"
+        write_run(st, record)
+        return
+    record.update(status="failed",
+                  error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     try:
         write_run(st, record)
     except SatchunkError:
