@@ -19,6 +19,7 @@ from ._scene import (
     done_shards,
     grid_coords,
     open_scene,
+    read_georef,
     scene_attrs,
     shard_stats,
     write_shard,
@@ -42,7 +43,7 @@ __all__ = [
     "chunk_histogram", "collection_key", "create_mask", "create_scene", "delete_item",
     "done_mask_shards", "done_shards", "find_item", "grid_coords", "item_key", "list_collections",
     "list_items", "list_runs", "mask_attrs", "mask_item", "mask_key", "model_key", "new_run_id",
-    "open_scene", "open_store", "read_item", "run_key", "scene_attrs", "scene_item", "scene_key",
-    "shard_stats", "start_s3_server", "validate_id", "write_item", "write_mask_shard", "write_run",
-    "write_shard",
+    "open_scene", "open_store", "read_georef", "read_item", "run_key", "scene_attrs", "scene_item",
+    "scene_key", "shard_stats", "start_s3_server", "validate_id", "write_item", "write_mask_shard",
+    "write_run", "write_shard",
 ]

@@ -80,6 +80,13 @@ def grid_coords(crs_wkt: str, transform: tuple[float, ...], shape: tuple[int, in
     }
 
 
+def read_georef(store: Store, key: str) -> tuple[str, tuple[float, ...]]:
+    """(CRS WKT, affine a..f) of a scene or mask Zarr, from its ``spatial_ref``."""
+    attrs = json.loads(store.read_bytes(f"{key}/spatial_ref/zarr.json"))["attributes"]
+    c, a, b, f, d, e = (float(v) for v in attrs["GeoTransform"].split())
+    return attrs["crs_wkt"], (a, b, c, d, e, f)
+
+
 def _coords(schema: SceneSchema) -> dict[str, Any]:
     return {"band": np.array(schema.bands, dtype=object),
             **grid_coords(schema.crs_wkt, schema.transform, schema.grid.shape)}

@@ -9,6 +9,7 @@ from ._block import (
     products,
     tile_starts,
 )
+from ._cog import export_cog
 from ._job import (
     PRODUCT_NAMES,
     check_item,
@@ -18,11 +19,15 @@ from ._job import (
     predict_item,
     worker_threads,
 )
+from ._maskref import MaskRef, find_mask
+from ._polygons import Pieces, Polygon, merge_pieces, shard_pieces
 from ._runner import ModelRef, PredictJob, block_edges, mask_graph, worker_model
+from ._vectorize import check_vector_path, polygon_frame, vectorize_mask
 
 __all__ = [
-    "NODATA_CLASS", "PRODUCT_NAMES", "ModelRef", "PredictJob", "Radiometry", "blend_window",
-    "block_edges", "check_item", "check_products", "context_depth", "load_checked", "mask_graph",
-    "model_ref", "predict_item", "predict_window", "products", "tile_starts", "worker_model",
-    "worker_threads",
+    "MaskRef", "ModelRef", "NODATA_CLASS", "PRODUCT_NAMES", "Pieces", "Polygon", "PredictJob",
+    "Radiometry", "blend_window", "block_edges", "check_item", "check_products",
+    "check_vector_path", "context_depth", "export_cog", "find_mask", "load_checked", "mask_graph",
+    "merge_pieces", "model_ref", "polygon_frame", "predict_item", "predict_window", "products",
+    "shard_pieces", "tile_starts", "vectorize_mask", "worker_model", "worker_threads",
 ]

@@ -23,6 +23,7 @@ from chunkstore import (
     mask_item,
     mask_key,
     open_store,
+    read_georef,
     scene_attrs,
     scene_key,
     write_item,
@@ -112,10 +113,8 @@ def predict_item(store: Store, client: Any, item: str, ref: ModelRef, adapter: A
     mitem_id = f"{item}__{model_id}"
     fingerprint = {"model_ref": ref.ref, "model": spec.to_dict(), "products": list(products),
                    "scene": attrs.get("satchunk", {}).get("fingerprint")}
-    spatial = json.loads(store.read_bytes(f"{skey}/spatial_ref/zarr.json"))["attributes"]
-    gt = [float(v) for v in spatial["GeoTransform"].split()]
-    schema = MaskSchema(grid=grid, crs_wkt=spatial["crs_wkt"],
-                        transform=(gt[1], gt[2], gt[0], gt[4], gt[5], gt[3]),
+    crs_wkt, transform = read_georef(store, skey)
+    schema = MaskSchema(grid=grid, crs_wkt=crs_wkt, transform=transform,
                         classes=spec.classes, colors=spec.colors, products=tuple(products),
                         attrs={"fingerprint": fingerprint, "model_id": model_id,
                                "scene": item, "collection": collection})

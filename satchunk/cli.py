@@ -210,6 +210,101 @@ def export_onnx_cmd(
                f"{res['max_abs_diff']:.1e} on a batch of {res['batch_checked']})")
 
 
+ModelIdOpt = Annotated[str, typer.Option("--model-id", help="the mask's model id (see "
+                                          "`satchunk catalog ls`: ITEM__MODEL-ID)")]
+
+
+@app.command("export")
+def export_cmd(
+    item: Annotated[str, typer.Argument(help="scene item id")],
+    out: Annotated[str, typer.Argument(help="output .tif")],
+    model_id: ModelIdOpt,
+    collection: Annotated[str | None, typer.Option("--collection")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="output format")] = "cog",
+    product: Annotated[str, typer.Option(help="class | probability | entropy | "
+                                         "margin")] = "class",
+    store: StoreOpt = None,
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a mask product as a Cloud-Optimized GeoTIFF (tiled, with overviews)."""
+    from inference import PRODUCT_NAMES, export_cog, find_mask
+
+    if fmt != "cog":
+        raise InputError(f"--format {fmt!r} is unknown: use cog (or `satchunk vectorize` for "
+                         "polygons)")
+    if product not in PRODUCT_NAMES:
+        raise InputError(f"--product {product!r} is unknown: choose from "
+                         f"{', '.join(PRODUCT_NAMES)}")
+    st = open_store(store, endpoint_url)
+    st.check()
+    ref = find_mask(st, item, model_id, collection)
+    res = _run_job(st, "export", {"item": item, "model_id": model_id, "format": fmt,
+                                  "product": product, "out": out},
+                   lambda: export_cog(st, ref, out, product, progress=not as_json))
+    if as_json:
+        typer.echo(json.dumps(res, indent=2))
+        return
+    typer.echo(f"{res['out']}: {product} of {ref.collection}/{item} by {model_id}, "
+               f"{res['shape'][2]} x {res['shape'][1]} px, overviews {res['overviews']}, "
+               f"{res['bytes'] / 1e6:.1f} MB in {res['seconds']} s")
+
+
+@app.command()
+def vectorize(
+    item: Annotated[str, typer.Argument(help="scene item id")],
+    out: Annotated[str, typer.Argument(help="output .parquet, .gpkg or .geojson (WGS84)")],
+    model_id: ModelIdOpt,
+    collection: Annotated[str | None, typer.Option("--collection")] = None,
+    store: StoreOpt = None,
+    endpoint_url: EndpointOpt = None,
+    scheduler: SchedulerOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Polygons per class (area, mean probability) from a mask, whole across shard borders."""
+    from inference import check_vector_path, find_mask, vectorize_mask
+
+    from .cluster import dask_client
+
+    check_vector_path(out)
+    st = open_store(store, endpoint_url)
+    st.check()
+    ref = find_mask(st, item, model_id, collection)
+    with dask_client(scheduler, quiet=as_json) as client:
+        res = _run_job(st, "vectorize", {"item": item, "model_id": model_id, "out": out,
+                                         "scheduler": scheduler,
+                                         "dask_dashboard": client.dashboard_link},
+                       lambda: vectorize_mask(st, client, ref, out, progress=not as_json))
+    if as_json:
+        typer.echo(json.dumps(res, indent=2))
+        return
+    per = ", ".join(f"{k} {v}" for k, v in res["per_class"].items()) or "none"
+    typer.echo(f"{res['out']}: {res['polygons']} polygon(s) ({per}) in {res['seconds']} s")
+    if not res["mean_probability"]:
+        typer.echo("note: mean_probability is empty: predict with --products "
+                   "class,probability to fill it", err=True)
+
+
+def _run_job(st: Any, kind: str, config: dict[str, Any], work: Any) -> Any:
+    """Run ``work()`` under a job record of ``kind``."""
+    record: dict[str, Any] = {
+        "run_id": new_run_id(kind), "kind": kind, "command": sys.argv[1:] or [kind],
+        "config": config, "store": st.uri, "started": datetime.now(UTC).isoformat(),
+        "status": "running",
+    }
+    t0 = time.perf_counter()
+    try:
+        result = work()
+    except InputError:
+        raise
+    except BaseException as exc:
+        _finish_run(st, record, t0, exc)
+        raise
+    record["result"] = result
+    _finish_run(st, record, t0)
+    return result
+
+
 def _finish_run(st: Any, record: dict[str, Any], t0: float,
                 exc: BaseException | None = None) -> None:
     """Write the job record as succeeded, or as failed with the first line of ``exc``

@@ -20,7 +20,15 @@ def sample_scenes() -> dict[str, Path]:
 
 
 def run_demo(data_dir: str, keep_serving: bool = False) -> None:
-    from inference import load_checked, model_ref, predict_item, worker_threads
+    from inference import (
+        export_cog,
+        find_mask,
+        load_checked,
+        model_ref,
+        predict_item,
+        vectorize_mask,
+        worker_threads,
+    )
     from ingest import ingest
 
     from .cluster import dask_client
@@ -47,6 +55,14 @@ def run_demo(data_dir: str, keep_serving: bool = False) -> None:
                 r = predict_item(store, client, it["id"], ref, adapter, collection="demo",
                                  products=("class", "probability"))
                 print(f"  {r['item']} -> {r['mask']} ({r['status']}, {r['seconds']} s)")
+                mask = find_mask(store, r["item"], r["model_id"], "demo")
+                out = Path(data_dir) / "exports"
+                out.mkdir(parents=True, exist_ok=True)
+                cog = export_cog(store, mask, out / f"{r['item']}.tif", progress=False)
+                vec = vectorize_mask(store, client, mask, out / f"{r['item']}.parquet",
+                                     progress=False)
+                print(f"    COG {cog['out']} (overviews {cog['overviews']}); "
+                      f"{vec['polygons']} polygons {vec['per_class']} -> {vec['out']}")
         print("\nCatalog (stac/demo):")
         for it in list_items(store, "demo"):
             p = it["properties"]
