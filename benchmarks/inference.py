@@ -1,7 +1,8 @@
 """Inference benchmarks on mosaics of the real Sentinel-2 crop, against the embedded S3 server.
 
 P1: end-to-end predict (S3 -> Dask -> S3) time / pure model compute on the identical
-padded tiles with the same workers and threads (target <= 1.10).
+padded tiles (every shard with its context) with the same workers and threads
+(target <= 1.10).
 P2-inference: peak worker RSS predicting 16384^2 / 2048^2 (target <= 1.15).
 Medians of --repeats runs.
 
@@ -29,6 +30,7 @@ from chunkstore import open_store, start_s3_server
 from inference import (
     check_item,
     context_depth,
+    context_window,
     load_checked,
     model_ref,
     predict_item,
@@ -37,7 +39,6 @@ from inference import (
     worker_threads,
 )
 from inference._block import _mirror, model_inputs
-from inference._runner import block_edges
 from ingest import check_inputs, ingest_scenes
 from satchunk.cluster import dask_client
 from satchunk.demo import sample_scenes
@@ -74,8 +75,8 @@ def _pure(args):
 
 
 def _padded_blocks(store, item, adapter, names, idx):
-    """Every block's normalized, mirror-padded model inputs, as the block function makes."""
-    from chunkstore import open_scene, scene_key
+    """Every shard's normalized, mirror-padded model inputs, as the block function makes."""
+    from chunkstore import ShardGrid, open_scene, scene_key
     from inference import Radiometry
 
     ds = open_scene(store, scene_key("bench", item), mask_and_scale=False)
@@ -86,14 +87,13 @@ def _padded_blocks(store, item, adapter, names, idx):
     d = context_depth(adapter.spec)
     H, W = raw.shape[1:]
     out = []
-    ye, xe = block_edges(H, SHARD, d), block_edges(W, SHARD, d)
-    for i in range(len(ye) - 1):
-        for j in range(len(xe) - 1):
-            y0, y1, x0, x1 = ye[i], ye[i + 1], xe[j], xe[j + 1]
-            wy0, wx0, wy1, wx1 = max(y0 - d, 0), max(x0 - d, 0), min(y1 + d, H), min(x1 + d, W)
-            x, _ = model_inputs(raw[:, wy0:wy1, wx0:wx1], names, adapter.spec, rad)
-            x = _mirror(x, ((0, 0), (wy0 - (y0 - d), y1 + d - wy1), (wx0 - (x0 - d), x1 + d - wx1)))
-            out.append((x, (y0 - d, x0 - d), (y0, x0, y1 - y0, x1 - x0)))
+    for sy, sx in ShardGrid(H, W, SHARD, CHUNK).shards():
+        y0, x0, h, w = interior = ShardGrid(H, W, SHARD, CHUNK).window(sy, sx)
+        wy0, wy1, wx0, wx1 = context_window(interior, d, (H, W))
+        x, _ = model_inputs(raw[:, wy0:wy1, wx0:wx1], names, adapter.spec, rad)
+        x = _mirror(x, ((0, 0), (wy0 - (y0 - d), y0 + h + d - wy1),
+                        (wx0 - (x0 - d), x0 + w + d - wx1)))
+        out.append((x, (y0 - d, x0 - d), interior))
     return out
 
 

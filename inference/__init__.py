@@ -1,10 +1,11 @@
-"""Distributed inference: map_overlap over shard-aligned blocks, seamless masks to the store."""
+"""Distributed inference: overlapping shard-aligned blocks, seamless masks to the store."""
 
 from ._block import (
     NODATA_CLASS,
     Radiometry,
     blend_window,
     context_depth,
+    context_window,
     predict_window,
     products,
     tile_starts,
@@ -21,13 +22,13 @@ from ._job import (
 )
 from ._maskref import MaskRef, find_mask
 from ._polygons import Pieces, Polygon, merge_pieces, shard_pieces
-from ._runner import ModelRef, PredictJob, block_edges, mask_graph, worker_model
+from ._runner import ModelRef, PredictJob, mask_graph, worker_model
 from ._vectorize import check_vector_path, polygon_frame, vectorize_mask
 
 __all__ = [
     "MaskRef", "ModelRef", "NODATA_CLASS", "PRODUCT_NAMES", "Pieces", "Polygon", "PredictJob",
-    "Radiometry", "blend_window", "block_edges", "check_item", "check_products",
-    "check_vector_path", "context_depth", "export_cog", "find_mask", "load_checked", "mask_graph",
+    "Radiometry", "blend_window", "check_item", "check_products", "check_vector_path",
+    "context_depth", "context_window", "export_cog", "find_mask", "load_checked", "mask_graph",
     "merge_pieces", "model_ref", "polygon_frame", "predict_item", "predict_window", "products",
     "shard_pieces", "tile_starts", "vectorize_mask", "worker_model", "worker_threads",
 ]

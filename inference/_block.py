@@ -25,6 +25,15 @@ def context_depth(spec: ModelSpec) -> int:
     return spec.tile - 1
 
 
+def context_window(interior: tuple[int, int, int, int], depth: int,
+                   scene_shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1): ``interior`` = (y0, x0, h, w) grown by ``depth`` on every
+    side and clipped to the scene; what the clip cuts off is mirrored in later."""
+    y0, x0, h, w = interior
+    H, W = scene_shape
+    return max(y0 - depth, 0), min(y0 + h + depth, H), max(x0 - depth, 0), min(x0 + w + depth, W)
+
+
 def blend_window(tile: int, halo: int) -> np.ndarray:
     """1-D weights: sin^2 ramps over the ``2 * halo`` pixels that neighbouring tiles
     share, 1 elsewhere. Overlapping ramps sum to exactly 1 (a partition of unity)."""
@@ -125,8 +134,7 @@ def predict_window(raw: np.ndarray, names: Sequence[str], adapter: Adapter,
     y0, x0, h, w = interior
     H, W = scene_shape
     oy, ox = origin
-    want_y0, want_x0 = max(y0 - d, 0), max(x0 - d, 0)
-    want_y1, want_x1 = min(y0 + h + d, H), min(x0 + w + d, W)
+    want_y0, want_y1, want_x0, want_x1 = context_window(interior, d, scene_shape)
     raw = raw[:, want_y0 - oy:want_y1 - oy, want_x0 - ox:want_x1 - ox]
     if raw.shape[1:] != (want_y1 - want_y0, want_x1 - want_x0):
         raise ValueError(f"block data {raw.shape[1:]} does not cover the context it needs")

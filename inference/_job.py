@@ -32,7 +32,7 @@ from models import Adapter, ModelError
 
 from ._bands import match_bands
 from ._block import Radiometry, context_depth
-from ._runner import ModelRef, PredictJob, block_edges, mask_graph
+from ._runner import ModelRef, PredictJob, mask_graph
 
 PRODUCT_NAMES = ("class", "probability", "entropy", "margin")
 
@@ -132,26 +132,17 @@ def predict_item(store: Store, client: Any, item: str, ref: ModelRef, adapter: A
     done = done_mask_shards(store, mkey) if same else set()
     if not same:
         create_mask(store, mkey, schema)
-    depth = context_depth(spec)
-    job = PredictJob(store.without_credentials(), skey, mkey, idx, names, radiometry,
-                     zmeta["data_type"], block_edges(H, shard, depth),
-                     block_edges(W, shard, depth), schema, ref, batch)
-    graph = mask_graph(job, store.credentials, depth)
-    todo = []
-    for i in range(len(job.y_edges) - 1):
-        for j in range(len(job.x_edges) - 1):
-            shards = {(sy, sx)
-                      for sy in range(job.y_edges[i] // shard, -(-job.y_edges[i + 1] // shard))
-                      for sx in range(job.x_edges[j] // shard, -(-job.x_edges[j + 1] // shard))}
-            if not shards <= done:
-                todo.append(graph.blocks[i, j])
+    job = PredictJob(store.without_credentials(), skey, mkey, idx, names, radiometry, schema,
+                     ref, batch)
+    graph = mask_graph(job, store.credentials, context_depth(spec))
+    todo = [graph.blocks[sy, sx] for sy, sx in grid.shards() if (sy, sx) not in done]
     written = 0
     if todo:
         from distributed import as_completed
 
         futures = client.compute(todo)
         try:
-            with tqdm(total=len(futures), desc=f"{item} {model_id}", unit="block",
+            with tqdm(total=len(futures), desc=f"{item} {model_id}", unit="shard",
                       disable=not progress) as bar:
                 for fut in as_completed(futures):
                     written += int(fut.result().sum())

@@ -1,5 +1,12 @@
-"""The distributed prediction job: ``map_overlap`` over shard-aligned blocks of a
-scene, one mask shard written per block, then the derived STAC item.
+"""The distributed prediction job: one task per shard of the scene, each reading
+the shard plus the model's context around it (overlapping reads, scene edges
+mirrored), predicting, and writing exactly that shard of the mask.
+
+This is ``map_overlap`` with the overlap read from the store rather than passed
+between tasks: Dask's ``map_overlap`` keeps a neighbour's block in worker memory
+until every block that borrows from it has run, which grows with the scene's
+width (peak worker RSS 1.68x from 2048^2 to 16384^2 in ``benchmarks/inference.py``).
+Reading the context again costs one partial read per neighbour (a few inner chunks).
 
 Credentials are captured on the client and handed to every task as an explicit
 argument; the store objects in the graph carry none.
@@ -22,7 +29,7 @@ from chunkstore import (
 )
 from models import Adapter, load_model
 
-from ._block import Radiometry, predict_window, products
+from ._block import Radiometry, context_window, predict_window, products
 
 
 @dataclass(frozen=True)
@@ -67,79 +74,54 @@ class PredictJob:
     band_index: tuple[int, ...]
     names: tuple[str, ...]  # the model's names for the selected bands
     radiometry: Radiometry
-    dtype: str  # stored dtype of the reflectance
-    y_edges: tuple[int, ...]
-    x_edges: tuple[int, ...]
     schema: MaskSchema
     model: ModelRef
     batch: int
 
 
-def block_edges(size: int, shard: int, depth: int) -> tuple[int, ...]:
-    """Block boundaries along one axis, on shard boundaries. A block is one shard,
-    or as many as it takes to be at least ``depth`` deep (Dask overlaps need that),
-    and a thinner last block is merged into its neighbour."""
-    step = shard * max(1, -(-depth // shard))
-    edges = list(range(0, size, step)) + [size]
-    if len(edges) > 2 and edges[-1] - edges[-2] < depth:
-        del edges[-2]
-    return tuple(edges)
-
-
-def _read_block(job: PredictJob, credentials: Credentials, block_info: Any = None) -> np.ndarray:
+def _read_window(job: PredictJob, store: Store, window: tuple[int, int, int, int]
+                 ) -> np.ndarray:
     import zarr
 
-    _, (y0, y1), (x0, x1) = block_info[None]["array-location"]
-    store = job.store.with_credentials(credentials)
+    y0, y1, x0, x1 = window
     arr = zarr.open_array(store.zarr_store(f"{job.scene_key}/reflectance", read_only=True),
                           zarr_format=3, mode="r")
-    # Every inner chunk holds all bands, so all bands are decoded anyway; whole shards
-    # read with plain slices are one GET each, where a band subset would make zarr
-    # fetch every inner chunk with a request of its own (~40x slower on S3).
+    # Every inner chunk holds all bands, so all bands are decoded anyway; plain slices
+    # read a whole shard with one GET, where a band subset would make zarr fetch every
+    # inner chunk with a request of its own (~40x slower on S3).
     block = arr[:, y0:y1, x0:x1]
     idx = list(job.band_index)
     return block if idx == list(range(block.shape[0])) else block[idx]
 
 
-def _predict_block(raw: np.ndarray, job: PredictJob, credentials: Credentials,
-                   overlap: tuple[int, int], block_info: Any = None) -> np.ndarray:
-    _, i, j = block_info[0]["chunk-location"]
-    y0, y1 = job.y_edges[i], job.y_edges[i + 1]
-    x0, x1 = job.x_edges[j], job.x_edges[j + 1]
-    origin = (y0 - (overlap[0] if i > 0 else 0), x0 - (overlap[1] if j > 0 else 0))
-    adapter = worker_model(job.model, credentials)
+def _predict_shard(job: PredictJob, credentials: Credentials, depth: int,
+                   block_info: Any = None) -> np.ndarray:
+    """One task: read the shard and ``depth`` pixels around it, predict, write the
+    mask shard. The context comes straight from the store, so no task waits for or
+    holds another's data."""
+    sy, sx = block_info[None]["chunk-location"]
     g = job.schema.grid
-    probs, valid = predict_window(raw, job.names, adapter, job.radiometry, origin,
-                                  (y0, x0, y1 - y0, x1 - x0), g.shape, job.batch)
-    out = products(probs, valid, job.schema.products)
+    interior = (r0, c0, h, w) = g.window(sy, sx)
+    window = context_window(interior, depth, g.shape)
     store = job.store.with_credentials(credentials)
-    n = 0
-    for sy in range(y0 // g.shard, -(-y1 // g.shard)):
-        for sx in range(x0 // g.shard, -(-x1 // g.shard)):
-            r0, c0, h, w = g.window(sy, sx)
-            part = {k: v[..., r0 - y0:r0 - y0 + h, c0 - x0:c0 - x0 + w] for k, v in out.items()}
-            write_mask_shard(store, job.mask_key, job.schema, sy, sx, part)
-            n += 1
-    return np.array([[n]], dtype=np.int64)
+    raw = _read_window(job, store, window)
+    adapter = worker_model(job.model, credentials)
+    probs, valid = predict_window(raw, job.names, adapter, job.radiometry,
+                                  (window[0], window[2]), interior, g.shape, job.batch)
+    write_mask_shard(store, job.mask_key, job.schema, sy, sx,
+                     products(probs, valid, job.schema.products))
+    return np.ones((1, 1), dtype=np.int64)
 
 
 def mask_graph(job: PredictJob, credentials: Credentials, depth: int) -> Any:
-    """The Dask array of per-block results (shards written) for the whole scene."""
+    """A Dask array over the shard grid; computing block (sy, sx) writes mask shard
+    (sy, sx) and yields 1."""
     import dask.array as da
 
-    ychunks = tuple(np.diff(job.y_edges).tolist())
-    xchunks = tuple(np.diff(job.x_edges).tolist())
-    raw = da.map_blocks(_read_block, job=job, credentials=credentials,
-                        chunks=((len(job.band_index),), ychunks, xchunks),
-                        dtype=job.dtype, meta=np.empty((0, 0, 0), dtype=job.dtype),
-                        name=f"read-{_token(job)}")
-    dy = depth if len(ychunks) > 1 else 0
-    dx = depth if len(xchunks) > 1 else 0
-    return da.map_overlap(
-        _predict_block, raw, depth={0: 0, 1: dy, 2: dx}, boundary="none", trim=False,
-        allow_rechunk=False, drop_axis=0, chunks=((1,) * len(ychunks), (1,) * len(xchunks)),
-        dtype=np.int64, meta=np.empty((0, 0), dtype=np.int64), job=job,
-        credentials=credentials, overlap=(dy, dx), name=f"predict-{_token(job)}")
+    ny, nx = job.schema.grid.n_shards
+    return da.map_blocks(_predict_shard, chunks=((1,) * ny, (1,) * nx), dtype=np.int64,
+                         meta=np.empty((0, 0), dtype=np.int64), job=job,
+                         credentials=credentials, depth=depth, name=f"predict-{_token(job)}")
 
 
 def _token(job: PredictJob) -> str:

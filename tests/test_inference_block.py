@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inference import Radiometry, blend_window, block_edges, context_depth, predict_window
+from inference import Radiometry, blend_window, context_depth, context_window, predict_window
 from inference import products as make_products
 from models import new_model
 
@@ -17,24 +17,19 @@ NAMES = ("blue", "green", "red", "nir")
 
 
 def chunked(raw, adapter, shard):
-    """Emulate map_overlap(boundary='none'): each block gets `depth` px of its
-    neighbours, nothing beyond the scene; returns probabilities and validity."""
+    """As the predict tasks do: each shard with `depth` px of context read around it,
+    nothing beyond the scene; returns probabilities and validity."""
     d = context_depth(adapter.spec)
     H, W = raw.shape[1:]
-    ye, xe = block_edges(H, shard, d), block_edges(W, shard, d)
-    dy = d if len(ye) > 2 else 0
-    dx = d if len(xe) > 2 else 0
     probs = np.zeros((adapter.spec.num_classes, H, W), np.float32)
     valid = np.zeros((H, W), bool)
-    for i in range(len(ye) - 1):
-        for j in range(len(xe) - 1):
-            y0, y1, x0, x1 = ye[i], ye[i + 1], xe[j], xe[j + 1]
-            oy, ox = (y0 - dy if i else y0), (x0 - dx if j else x0)
-            ey = y1 + dy if i < len(ye) - 2 else y1
-            ex = x1 + dx if j < len(xe) - 2 else x1
-            p, v = predict_window(raw[:, oy:ey, ox:ex], NAMES, adapter, RADIOMETRY, (oy, ox),
-                                  (y0, x0, y1 - y0, x1 - x0), (H, W), batch=5)
-            probs[:, y0:y1, x0:x1], valid[y0:y1, x0:x1] = p, v
+    for y0 in range(0, H, shard):
+        for x0 in range(0, W, shard):
+            interior = (y0, x0, min(shard, H - y0), min(shard, W - x0))
+            wy0, wy1, wx0, wx1 = context_window(interior, d, (H, W))
+            p, v = predict_window(raw[:, wy0:wy1, wx0:wx1], NAMES, adapter, RADIOMETRY,
+                                  (wy0, wx0), interior, (H, W), batch=5)
+            probs[:, y0:y0 + shard, x0:x0 + shard], valid[y0:y0 + shard, x0:x0 + shard] = p, v
     return probs, valid
 
 
