@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -83,26 +84,13 @@ def ingest(
                           resolution=resolution, labels=labels, label_field=label_field,
                           classes=_csv(classes), acquired=acquired, shard=shard, chunk=chunk)
     st.check()
-    record: dict[str, Any] = {
-        "run_id": new_run_id("ingest"), "kind": "ingest", "command": sys.argv[1:] or ["ingest"],
-        "config": {"paths": paths, "collection": collection, "sensor": sensor, "bands": bands,
-                   "resolution": resolution, "labels": labels, "shard": shard, "chunk": chunk,
-                   "scheduler": scheduler},
-        "store": st.uri, "started": datetime.now(UTC).isoformat(), "status": "running",
-    }
-    t0 = time.perf_counter()
+    config = {"paths": paths, "collection": collection, "sensor": sensor, "bands": bands,
+              "resolution": resolution, "labels": labels, "shard": shard, "chunk": chunk,
+              "scheduler": scheduler}
     with dask_client(scheduler, quiet=as_json) as client:
-        record["dask_dashboard"] = client.dashboard_link
-        try:
-            results = ingest_scenes(scenes, collection, st, client, resolution=resolution,
-                                    shard=shard, chunk=chunk, progress=not as_json)
-        except InputError:
-            raise
-        except BaseException as exc:
-            _finish_run(st, record, t0, exc)
-            raise
-    record["items"] = results
-    _finish_run(st, record, t0)
+        results = _run_job(st, "ingest", config, lambda record: ingest_scenes(
+            scenes, collection, st, client, resolution=resolution, shard=shard, chunk=chunk,
+            progress=not as_json), client=client, key="items")
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return
@@ -156,32 +144,21 @@ def predict(
     ref = model_ref(model, st)
     adapter = load_checked(ref, st)  # a bad model, item or band fails before any work
     scenes = [check_item(st, i, adapter, collection)[0] for i in items]
-    record: dict[str, Any] = {
-        "run_id": new_run_id("predict"), "kind": "predict",
-        "command": sys.argv[1:] or ["predict"],
-        "config": {"items": items, "collection": collection, "model": model,
-                   "products": list(names), "batch": batch, "scheduler": scheduler},
-        "store": st.uri, "started": datetime.now(UTC).isoformat(), "status": "running",
-    }
-    t0 = time.perf_counter()
-    results = []
+    config = {"items": items, "collection": collection, "model": model,
+              "products": list(names), "batch": batch, "scheduler": scheduler}
     with dask_client(scheduler, quiet=as_json) as client:
-        record["dask_dashboard"] = client.dashboard_link
         ref = dataclasses.replace(ref, threads=worker_threads(client))
-        record["model_id"] = adapter.spec.model_id
-        try:
+
+        def work(record: dict[str, Any]) -> list[dict[str, Any]]:
+            record["model_id"] = adapter.spec.model_id
+            done = record.setdefault("items", [])  # what finished, also when one fails
             for scene in scenes:
-                results.append(predict_item(st, client, scene["id"], ref, adapter,
-                                            collection=scene["collection"], products=names,
-                                            batch=batch, progress=not as_json))
-        except InputError:
-            raise
-        except BaseException as exc:
-            record["items_done"] = results
-            _finish_run(st, record, t0, exc)
-            raise
-    record["items"] = results
-    _finish_run(st, record, t0)
+                done.append(predict_item(st, client, scene["id"], ref, adapter,
+                                         collection=scene["collection"], products=names,
+                                         batch=batch, progress=not as_json))
+            return done
+
+        results = _run_job(st, "predict", config, work, client=client, key="items")
     if as_json:
         typer.echo(json.dumps([{k: r[k] for k in ("collection", "item", "model_id", "mask",
                                                    "seconds", "status", "written_shards")}
@@ -241,7 +218,7 @@ def export_cmd(
     ref = find_mask(st, item, model_id, collection)
     res = _run_job(st, "export", {"item": item, "model_id": model_id, "format": fmt,
                                   "product": product, "out": out},
-                   lambda: export_cog(st, ref, out, product, progress=not as_json))
+                   lambda record: export_cog(st, ref, out, product, progress=not as_json))
     if as_json:
         typer.echo(json.dumps(res, indent=2))
         return
@@ -272,9 +249,9 @@ def vectorize(
     ref = find_mask(st, item, model_id, collection)
     with dask_client(scheduler, quiet=as_json) as client:
         res = _run_job(st, "vectorize", {"item": item, "model_id": model_id, "out": out,
-                                         "scheduler": scheduler,
-                                         "dask_dashboard": client.dashboard_link},
-                       lambda: vectorize_mask(st, client, ref, out, progress=not as_json))
+                                         "scheduler": scheduler},
+                       lambda record: vectorize_mask(st, client, ref, out,
+                                                     progress=not as_json), client=client)
     if as_json:
         typer.echo(json.dumps(res, indent=2))
         return
@@ -285,22 +262,27 @@ def vectorize(
                    "class,probability to fill it", err=True)
 
 
-def _run_job(st: Any, kind: str, config: dict[str, Any], work: Any) -> Any:
-    """Run ``work()`` under a job record of ``kind``."""
+def _run_job(st: Any, kind: str, config: dict[str, Any],
+             work: Callable[[dict[str, Any]], Any], *, client: Any = None,
+             key: str = "result") -> Any:
+    """Run ``work(record)`` under a job record of ``kind`` written to ``runs/``; its
+    result goes under ``key``. A user error (bad input) leaves no record."""
     record: dict[str, Any] = {
         "run_id": new_run_id(kind), "kind": kind, "command": sys.argv[1:] or [kind],
         "config": config, "store": st.uri, "started": datetime.now(UTC).isoformat(),
         "status": "running",
     }
+    if client is not None:
+        record["dask_dashboard"] = client.dashboard_link
     t0 = time.perf_counter()
     try:
-        result = work()
+        result = work(record)
     except InputError:
         raise
     except BaseException as exc:
         _finish_run(st, record, t0, exc)
         raise
-    record["result"] = result
+    record[key] = result
     _finish_run(st, record, t0)
     return result
 
