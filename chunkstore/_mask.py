@@ -24,7 +24,7 @@ import pystac
 
 from ._grid import ShardGrid
 from ._histogram import LABEL_NODATA
-from ._scene import codecs, grid_coords
+from ._scene import codecs, grid_coords, write_skeleton
 from ._store import Store
 
 CLASS = "class"
@@ -81,9 +81,7 @@ def create_mask(store: Store, key: str, schema: MaskSchema) -> None:
     ds = xr.Dataset(variables, coords=coords)
     ds.attrs.update({"satchunk": dict(schema.attrs), "shard": s, "chunk": c,
                      "Conventions": "CF-1.8"})
-    store.delete(key)
-    ds.to_zarr(store.zarr_store(key), mode="w", compute=False, encoding=encoding,
-               zarr_format=3, consolidated=False)
+    write_skeleton(store, key, ds, encoding)
 
 
 def write_mask_shard(store: Store, key: str, schema: MaskSchema, sy: int, sx: int,

@@ -162,9 +162,20 @@ def create_scene(store: Store, key: str, schema: SceneSchema) -> None:
     ds = xr.Dataset(variables, coords=_coords(schema))
     ds.attrs.update({"satchunk": json.loads(json.dumps(dict(schema.attrs))),
                      "shard": s, "chunk": c, "Conventions": "CF-1.8"})
+    write_skeleton(store, key, ds, encoding)
+
+
+def write_skeleton(store: Store, key: str, ds: Any, encoding: dict[str, Any]) -> None:
+    """Replace ``key`` with the metadata and coordinates of ``ds`` (no data shards)."""
+    import warnings
+
     store.delete(key)
-    ds.to_zarr(store.zarr_store(key), mode="w", compute=False, encoding=encoding,
-               zarr_format=3, consolidated=False)
+    with warnings.catch_warnings():
+        # zarr lists the fresh prefix and finds the coordinate arrays xarray just wrote
+        warnings.filterwarnings("ignore", message="Object at .* is not recognized as a "
+                                "component of a Zarr hierarchy")
+        ds.to_zarr(store.zarr_store(key), mode="w", compute=False, encoding=encoding,
+                   zarr_format=3, consolidated=False)
 
 
 def scene_attrs(store: Store, key: str) -> dict[str, Any] | None:

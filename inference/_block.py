@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models import Adapter, ModelSpec, spectral_index
+from models import Adapter, ModelSpec, index_bands, spectral_index
 
 NODATA_CLASS = 255
 
@@ -66,19 +66,33 @@ def model_inputs(raw: np.ndarray, names: Sequence[str], spec: ModelSpec,
                  radiometry: Radiometry) -> tuple[np.ndarray, np.ndarray]:
     """(normalized channels (C, H, W) float32, valid (H, W) bool) from stored DN.
 
-    ``names`` are the common names of ``raw``'s bands; a pixel is nodata when every
-    band holds the nodata value.
+    ``names`` are the common names of ``raw``'s bands; a pixel is nodata when any of
+    them holds the nodata value (a band missing there leaves the model's input
+    incomplete; edges of band footprints differ in real granules).
     """
     if radiometry.nodata is None:
         valid = np.ones(raw.shape[1:], dtype=bool)
     elif np.isnan(radiometry.nodata):
-        valid = ~np.all(np.isnan(raw), axis=0)
+        valid = ~np.any(np.isnan(raw), axis=0)
     else:
-        valid = ~np.all(raw == radiometry.nodata, axis=0)
-    refl = {n: raw[i].astype(np.float32) * np.float32(radiometry.scale)
-            + np.float32(radiometry.offset) for i, n in enumerate(names)}
-    chans = [refl[b] for b in spec.bands] + [spectral_index(i, refl) for i in spec.indices]
-    x = np.stack(chans)
+        valid = ~np.any(raw == radiometry.nodata, axis=0)
+    # one float32 array for every channel: reflectance of the model's bands, then the
+    # indices from it, normalized in place (peak memory: raw + x, no per-band copies)
+    at = {n: i for i, n in enumerate(names)}
+    scale, offset = np.float32(radiometry.scale), np.float32(radiometry.offset)
+    nb = len(spec.bands)
+    x = np.empty((nb + len(spec.indices), *raw.shape[1:]), dtype=np.float32)
+    for c, b in enumerate(spec.bands):
+        x[c] = raw[at[b]]
+        x[c] *= scale
+        x[c] += offset
+    if spec.indices:
+        refl = dict(zip(spec.bands, x[:nb], strict=True))
+        for b in index_bands(spec.indices):
+            if b not in refl:
+                refl[b] = raw[at[b]].astype(np.float32) * scale + offset
+        for c, name in enumerate(spec.indices, start=nb):
+            x[c] = spectral_index(name, refl)
     if spec.mean:
         x -= np.asarray(spec.mean, dtype=np.float32)[:, None, None]
         x /= np.asarray(spec.std, dtype=np.float32)[:, None, None]

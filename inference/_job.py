@@ -38,17 +38,18 @@ PRODUCT_NAMES = ("class", "probability", "entropy", "margin")
 
 
 def check_products(products: Sequence[str] | None) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(["class", *(products or [])]))
-    bad = [p for p in names if p not in PRODUCT_NAMES]
+    names = set(["class", *(products or [])])
+    bad = sorted(p for p in names if p not in PRODUCT_NAMES)
     if bad:
         raise InputError(f"unknown product(s) {', '.join(bad)}: choose from "
                          f"{', '.join(PRODUCT_NAMES)}")
-    return names
+    return tuple(p for p in PRODUCT_NAMES if p in names)  # one order: one fingerprint
 
 
 def model_ref(ref: str, store: Store, threads: int = 1) -> ModelRef:
     """Resolve a ``--model`` value; checkpoints under ``s3://`` use the store's endpoint
     and credentials."""
+    ref = ref.rstrip("/") or ref  # `.../models/lc/3/` is `.../models/lc/3`
     if ref.startswith("s3://"):
         ckpt = open_store(ref, store.endpoint_url).with_credentials(store.credentials)
         return ModelRef(ref, ckpt.without_credentials(), threads)

@@ -14,6 +14,7 @@ argument; the store objects in the graph carry none.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import threading
 from dataclasses import dataclass
@@ -100,8 +101,15 @@ def _predict_shard(job: PredictJob, credentials: Credentials, depth: int,
     mask shard. The context comes straight from the store, so no task waits for or
     holds another's data."""
     sy, sx = block_info[None]["chunk-location"]
+    _write_shard(job, credentials, depth, sy, sx)
+    _trim_heap()
+    return np.ones((1, 1), dtype=np.int64)
+
+
+def _write_shard(job: PredictJob, credentials: Credentials, depth: int, sy: int,
+                 sx: int) -> None:
     g = job.schema.grid
-    interior = (r0, c0, h, w) = g.window(sy, sx)
+    interior = g.window(sy, sx)
     window = context_window(interior, depth, g.shape)
     store = job.store.with_credentials(credentials)
     raw = _read_window(job, store, window)
@@ -110,7 +118,15 @@ def _predict_shard(job: PredictJob, credentials: Credentials, depth: int,
                                   (window[0], window[2]), interior, g.shape, job.batch)
     write_mask_shard(store, job.mask_key, job.schema, sy, sx,
                      products(probs, valid, job.schema.products))
-    return np.ones((1, 1), dtype=np.int64)
+
+
+def _trim_heap() -> None:
+    """Give the shard's freed arrays back to the OS: glibc otherwise keeps a growing,
+    fragmented heap over many shards and the worker's RSS creeps up."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def mask_graph(job: PredictJob, credentials: Credentials, depth: int) -> Any:

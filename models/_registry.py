@@ -41,7 +41,9 @@ def new_model(kind: str, *, bands: tuple[str, ...] = DEFAULT_BANDS,
     else:
         raise ModelError(f"unknown model kind {kind!r}: unet[:plain|resnet18|resnet34|"
                          "resnet50] or segformer")
-    spec = ModelSpec(name=name or base, version=version, bands=tuple(bands),
+    if name is None:  # the encoder is part of the default name, so model ids differ
+        name = base if arch.get("encoder", "plain") == "plain" else f"{base}-{arch['encoder']}"
+    spec = ModelSpec(name=name, version=version, bands=tuple(bands),
                      classes=tuple(classes), indices=tuple(indices), tile=tile, halo=halo,
                      tile_offset=tile_offset,
                      mean=tuple(mean), std=tuple(std), architecture=arch)

@@ -396,6 +396,14 @@ def demo(
     run_demo(data, keep_serving=keep_serving)
 
 
+# typer >= 0.20 runs on a click copy of its own (typer._click), whose exceptions are
+# not the installed click's: catch both, so a mistyped option is one line, exit 2.
+_CLICK_ERRORS = tuple({click.ClickException,
+                       *(c for c in typer.BadParameter.__mro__
+                         if c.__name__ == "ClickException")})
+_CLICK_ABORT = tuple({click.exceptions.Abort, typer.Abort})
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns 0 on success, 2 on a user error (one line on stderr)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -404,12 +412,17 @@ def main(argv: list[str] | None = None) -> int:
     except SatchunkError as exc:
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
-    except click.exceptions.Abort:
+    except _CLICK_ABORT:
         typer.echo("interrupted", err=True)
         return 130
-    except click.ClickException as exc:
-        exc.show()
-        return 2
+    except _CLICK_ERRORS as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # a bare command: its help
+            return 2
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "satchunk"
+        typer.echo(f"error: {exc.format_message()} (see `{where} --help`)", err=True)
+        return exc.exit_code or 2
     except KeyboardInterrupt:
         typer.echo("interrupted: re-run the same command to finish the missing shards",
                    err=True)

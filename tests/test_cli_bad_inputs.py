@@ -137,3 +137,14 @@ def test_unreachable_store_is_one_line(capsys, cli_env, good_tif, monkeypatch):
     code, lines = run_bad(capsys, ["ingest", str(good_tif), "--collection", "c",
                                    "--endpoint-url", f"http://127.0.0.1:{free_port()}"])
     assert code == 2 and len(lines) == 1 and "cannot reach the object store" in lines[0]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["catalog", "ls", "--colection", "s2"], "No such option: --colection"),
+    (["export"], "Missing argument"),
+    (["predict", "-0"], "No such option: -0"),
+    (["ingest", "x", "--collection"], "requires an argument"),
+])
+def test_usage_errors_are_one_line_exit_2(capsys, argv, needle):
+    code, err = run_bad(capsys, argv)
+    assert code == 2 and len(err) == 1 and needle in err[0] and err[0].startswith("error: ")
