@@ -1,5 +1,8 @@
 """``export``: a mask product as a Cloud-Optimized GeoTIFF, streamed shard by shard.
 
+``class`` has nodata 255 and the class colour table; the other products carry an
+internal mask band (from ``class``), so nodata is never read as probability 0.
+
 Shards are read from the store one ahead of the writer into a tiled GeoTIFF next
 to the output, which GDAL's COG driver then rewrites with overviews. Memory is
 two shards plus GDAL's block cache, however big the scene. The output appears
@@ -57,13 +60,19 @@ def export_cog(store: Store, ref: MaskRef, out: str | Path, product: str = "clas
                "blockysize": BLOCK, "compress": "DEFLATE", "zlevel": 1, "bigtiff": "IF_SAFER",
                "nodata": 255 if product == "class" else None}
 
-    def read(shard: tuple[int, int]) -> tuple[tuple[int, ...], np.ndarray]:
+    cls = open_mask_array(store, ref, "class") if product != "class" else None
+
+    def read(shard: tuple[int, int]) -> tuple[tuple[int, ...], np.ndarray, np.ndarray | None]:
         r0, c0, h, w = g.window(*shard)
         block = arr[..., r0:r0 + h, c0:c0 + w]
-        return (r0, c0, h, w), block.reshape(count, h, w)
+        valid = None  # other products store 0 at nodata: a mask band says where
+        if cls is not None:
+            valid = np.where(cls[r0:r0 + h, c0:c0 + w] == 255, 0, 255).astype(np.uint8)
+        return (r0, c0, h, w), block.reshape(count, h, w), valid
 
     try:
-        with rasterio.Env(GDAL_CACHEMAX=256), rasterio.open(stage, "w", **profile) as dst:
+        with rasterio.Env(GDAL_CACHEMAX=256, GDAL_TIFF_INTERNAL_MASK=True), \
+                rasterio.open(stage, "w", **profile) as dst:
             _describe(dst, ref, product)
             shards = list(g.shards())
             with ThreadPoolExecutor(1) as pool, tqdm(total=len(shards), unit="shard",
@@ -71,8 +80,10 @@ def export_cog(store: Store, ref: MaskRef, out: str | Path, product: str = "clas
                                                      disable=not progress) as bar:
 
                 def write(done: Any) -> None:
-                    (r0, c0, h, w), block = done.result()
+                    (r0, c0, h, w), block, valid = done.result()
                     dst.write(block, window=Window(c0, r0, w, h))
+                    if valid is not None:
+                        dst.write_mask(valid, window=Window(c0, r0, w, h))
                     bar.update(1)
 
                 ahead: deque = deque()  # the next shard is read while one is written

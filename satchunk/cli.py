@@ -179,6 +179,9 @@ def export_onnx_cmd(
     """Export a torch model to ONNX with a dynamic batch axis, checked against torch."""
     from models import ModelError, export_onnx, load_model
 
+    if not out.lower().endswith(".onnx"):
+        raise InputError(f"{out}: name the output MODEL.onnx (a MODEL.json sidecar goes next "
+                         "to it)")
     try:
         res = export_onnx(load_model(model), out)
     except ModelError as exc:

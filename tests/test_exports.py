@@ -83,6 +83,9 @@ def test_cog_export_keeps_georeferencing_values_and_has_overviews(env, tmp_path,
         assert src.descriptions[1] == "probability cloud"
         stored = np.rint(mask["probability"].values * 255).astype("uint8")  # CF-decoded
         assert np.array_equal(src.read(), stored)
+        # nodata is masked (internal mask band from the class map), not read as 0
+        nodata = mask["class"].values == 255
+        assert nodata.any() and np.array_equal(src.read_masks(1) == 0, nodata)
     runs = [r for r in list_runs(store) if r["kind"] == "export"]
     assert runs and runs[-1]["status"] == "succeeded"
 
