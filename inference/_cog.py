@@ -11,7 +11,6 @@ under its name only when complete.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ import numpy as np
 from chunkstore import InputError, Store
 
 from ._maskref import MaskRef, open_mask_array
+from ._outfile import check_output, staged
 
 BLOCK = 512
 _RESAMPLING = {"class": "MODE", "probability": "AVERAGE", "entropy": "AVERAGE",
@@ -34,17 +34,15 @@ def export_cog(store: Store, ref: MaskRef, out: str | Path, product: str = "clas
     """Write ``product`` of the mask to ``out`` (.tif) as a COG with overviews."""
     import rasterio
     from rasterio.crs import CRS
+    from rasterio.errors import RasterioError
     from rasterio.shutil import copy as rio_copy
     from rasterio.transform import Affine
-    from rasterio.windows import Window
-    from tqdm import tqdm
 
     t0 = time.perf_counter()
     out = Path(out)
     if out.suffix.lower() not in (".tif", ".tiff"):
         raise InputError(f"{out}: a COG export needs a .tif output path")
-    if not out.parent.is_dir():
-        raise InputError(f"{out.parent} is not a directory: create it first")
+    check_output(out)
     if product not in ref.products:
         raise InputError(f"the mask of {ref.model_id} on {ref.item} has no {product!r} product "
                          f"(it has {', '.join(ref.products)}): re-run predict with "
@@ -52,8 +50,7 @@ def export_cog(store: Store, ref: MaskRef, out: str | Path, product: str = "clas
     arr = open_mask_array(store, ref, product)
     g = ref.grid
     count = len(ref.classes) if product == "probability" else 1
-    stage = out.with_name(f".{out.name}.tiled.tif")
-    partial = out.with_name(f".{out.name}.partial")
+    stage = out.with_name(f".{out.stem}.tiled.tif")
     profile = {"driver": "GTiff", "width": g.width, "height": g.height, "count": count,
                "dtype": "uint8", "crs": CRS.from_wkt(ref.crs_wkt),
                "transform": Affine(*ref.transform), "tiled": True, "blockxsize": BLOCK,
@@ -71,42 +68,53 @@ def export_cog(store: Store, ref: MaskRef, out: str | Path, product: str = "clas
         return (r0, c0, h, w), block.reshape(count, h, w), valid
 
     try:
-        with rasterio.Env(GDAL_CACHEMAX=256, GDAL_TIFF_INTERNAL_MASK=True), \
-                rasterio.open(stage, "w", **profile) as dst:
-            _describe(dst, ref, product)
-            shards = list(g.shards())
-            with ThreadPoolExecutor(1) as pool, tqdm(total=len(shards), unit="shard",
-                                                     desc=f"export {product}",
-                                                     disable=not progress) as bar:
-
-                def write(done: Any) -> None:
-                    (r0, c0, h, w), block, valid = done.result()
-                    dst.write(block, window=Window(c0, r0, w, h))
-                    if valid is not None:
-                        dst.write_mask(valid, window=Window(c0, r0, w, h))
-                    bar.update(1)
-
-                ahead: deque = deque()  # the next shard is read while one is written
-                for shard in shards:
-                    ahead.append(pool.submit(read, shard))
-                    if len(ahead) == 2:
-                        write(ahead.popleft())
-                while ahead:
-                    write(ahead.popleft())
-        with rasterio.Env(GDAL_CACHEMAX=256, GDAL_NUM_THREADS="ALL_CPUS"):
-            rio_copy(stage, partial, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=BLOCK,
-                     OVERVIEW_RESAMPLING=_RESAMPLING[product], BIGTIFF="IF_SAFER",
-                     PREDICTOR="NO" if product == "class" else "YES")
-        os.replace(partial, out)
+        with staged(out) as partial:
+            try:
+                _write_stage(stage, profile, ref, product, g, read, progress)
+                with rasterio.Env(GDAL_CACHEMAX=256, GDAL_NUM_THREADS="ALL_CPUS"):
+                    rio_copy(stage, partial, driver="COG", COMPRESS="DEFLATE",
+                             BLOCKSIZE=BLOCK, OVERVIEW_RESAMPLING=_RESAMPLING[product],
+                             BIGTIFF="IF_SAFER", PREDICTOR="NO" if product == "class" else "YES")
+            except RasterioError as exc:
+                raise InputError(f"{out}: cannot write it ({str(exc).splitlines()[0]})") from None
     finally:
-        for p in (stage, partial):
-            p.unlink(missing_ok=True)
+        stage.unlink(missing_ok=True)
     with rasterio.open(out) as src:
         overviews = src.overviews(1)
     return {"collection": ref.collection, "item": ref.item, "model_id": ref.model_id,
             "product": product, "out": str(out), "shape": [count, g.height, g.width],
             "overviews": overviews, "bytes": out.stat().st_size,
             "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _write_stage(stage: Path, profile: dict[str, Any], ref: MaskRef, product: str, g: Any,
+                 read: Any, progress: bool) -> None:
+    """Shards into a tiled GeoTIFF; the next shard is read while one is written."""
+    import rasterio
+    from rasterio.windows import Window
+    from tqdm import tqdm
+
+    shards = list(g.shards())
+    with rasterio.Env(GDAL_CACHEMAX=256, GDAL_TIFF_INTERNAL_MASK=True), \
+            rasterio.open(stage, "w", **profile) as dst, ThreadPoolExecutor(1) as pool, \
+            tqdm(total=len(shards), unit="shard", desc=f"export {product}",
+                 disable=not progress) as bar:
+        _describe(dst, ref, product)
+
+        def write(done: Any) -> None:
+            (r0, c0, h, w), block, valid = done.result()
+            dst.write(block, window=Window(c0, r0, w, h))
+            if valid is not None:
+                dst.write_mask(valid, window=Window(c0, r0, w, h))
+            bar.update(1)
+
+        ahead: deque = deque()
+        for shard in shards:
+            ahead.append(pool.submit(read, shard))
+            if len(ahead) == 2:
+                write(ahead.popleft())
+        while ahead:
+            write(ahead.popleft())
 
 
 def _describe(dst: Any, ref: MaskRef, product: str) -> None:

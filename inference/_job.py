@@ -113,7 +113,8 @@ def predict_item(store: Store, client: Any, item: str, ref: ModelRef, adapter: A
     mkey = mask_key(collection, item, model_id)
     mitem_id = f"{item}__{model_id}"
     fingerprint = {"model_ref": ref.ref, "model": spec.to_dict(), "products": list(products),
-                   "scene": attrs.get("satchunk", {}).get("fingerprint")}
+                   "scene": attrs.get("satchunk", {}).get("fingerprint"),
+                   "nodata": "any-model-band"}
     crs_wkt, transform = read_georef(store, skey)
     schema = MaskSchema(grid=grid, crs_wkt=crs_wkt, transform=transform,
                         classes=spec.classes, colors=spec.colors, products=tuple(products),

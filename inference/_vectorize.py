@@ -9,7 +9,6 @@ probability of its class (empty when the mask was predicted without probabilitie
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 from chunkstore import Credentials, InputError, Store
 
 from ._maskref import MaskRef, open_mask_array
+from ._outfile import check_output, layer_name, staged
 from ._polygons import Pieces, Polygon, merge_pieces, shard_pieces
 
 FORMATS = {".parquet": "parquet", ".geoparquet": "parquet", ".gpkg": "GPKG",
@@ -31,8 +31,7 @@ def check_vector_path(out: str | Path) -> str:
     fmt = FORMATS.get(out.suffix.lower())
     if fmt is None:
         raise InputError(f"{out}: write polygons to .parquet, .gpkg or .geojson")
-    if not out.parent.is_dir():
-        raise InputError(f"{out.parent} is not a directory: create it first")
+    check_output(out)
     return fmt
 
 
@@ -70,18 +69,18 @@ def vectorize_mask(store: Store, client: Any, ref: MaskRef, out: str | Path,
         raise
     polygons = merge_pieces(pieces)
     frame = polygon_frame(polygons, ref)
-    partial = out.with_name(f".{out.name}.partial")
-    try:
-        if fmt == "parquet":
-            frame.to_parquet(partial)
-        else:
-            if fmt == "GeoJSON":
-                frame = frame.to_crs("EPSG:4326")
-            frame.to_file(partial, driver=fmt, engine="pyogrio",
-                          **({"layer_options": {"RFC7946": "YES"}} if fmt == "GeoJSON" else {}))
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
+    with staged(out) as partial:
+        try:
+            if fmt == "parquet":
+                frame.to_parquet(partial)
+            else:
+                if fmt == "GeoJSON":
+                    frame = frame.to_crs("EPSG:4326")
+                frame.to_file(partial, driver=fmt, engine="pyogrio", layer=layer_name(out),
+                              **({"layer_options": {"RFC7946": "YES"}} if fmt == "GeoJSON"
+                                 else {}))
+        except (ValueError, RuntimeError) as exc:  # pyogrio / pyarrow write errors
+            raise InputError(f"{out}: cannot write it ({str(exc).splitlines()[0]})") from None
     counts = frame["class_name"].value_counts().to_dict() if len(frame) else {}
     return {"collection": ref.collection, "item": ref.item, "model_id": ref.model_id,
             "out": str(out), "format": fmt, "polygons": len(frame),
@@ -93,6 +92,7 @@ def vectorize_mask(store: Store, client: Any, ref: MaskRef, out: str | Path,
 def polygon_frame(polygons: list[Polygon], ref: MaskRef) -> Any:
     """A GeoDataFrame in the mask's CRS, largest polygons first."""
     import geopandas as gpd
+    import pandas as pd
     import shapely
     from pyproj import CRS
 
@@ -110,11 +110,12 @@ def polygon_frame(polygons: list[Polygon], ref: MaskRef) -> Any:
     has_prob = "probability" in ref.products
     frame = gpd.GeoDataFrame({
         "class": np.array([p.cls for p in polygons], dtype=np.uint8),
-        "class_name": [ref.classes[p.cls] if p.cls < len(ref.classes) else str(p.cls)
-                       for p in polygons],
+        "class_name": pd.Series([ref.classes[p.cls] if p.cls < len(ref.classes)
+                                 else str(p.cls) for p in polygons], dtype="string"),
         "pixels": pixels,
         "area_m2": area.astype(np.float64),
-        "mean_probability": [p.mean_probability if has_prob else None for p in polygons],
+        "mean_probability": np.array([p.mean_probability if has_prob else np.nan
+                                      for p in polygons], dtype=np.float64),
         "item": ref.item,
         "model_id": ref.model_id,
     }, geometry=geoms, crs=crs)

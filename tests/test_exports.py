@@ -134,6 +134,11 @@ def test_vectorize_polygons_are_whole_across_shards_and_rasterize_back(env, tmp_
     rows, cols = np.nonzero(sel)
     assert rows.min() // 256 < rows.max() // 256 and cols.min() // 256 < cols.max() // 256
 
+    gpkg = tmp_path / "mask.gpkg"
+    assert main(["vectorize", ITEM, str(gpkg), "--model-id", MODEL]) == 0
+    assert len(gpd.read_file(gpkg)) == len(gdf)
+    assert not list(tmp_path.glob(".*")), "no partial files left"
+
     gj = tmp_path / "mask.geojson"
     assert main(["vectorize", ITEM, str(gj), "--model-id", MODEL]) == 0
     wgs = gpd.read_file(gj)
@@ -152,6 +157,8 @@ def test_vectorize_polygons_are_whole_across_shards_and_rasterize_back(env, tmp_
     (["export", ITEM, "OUT/out.tif", "--model-id", MODEL, "--format", "png"], "--format"),
     (["vectorize", ITEM, "OUT/out.shp", "--model-id", MODEL], ".parquet, .gpkg or .geojson"),
     (["vectorize", "no-such-item", "OUT/out.parquet", "--model-id", MODEL], "is not in"),
+    (["vectorize", ITEM, "OUT", "--model-id", MODEL], ".parquet, .gpkg or .geojson"),
+    (["export", ITEM, "OUT/", "--model-id", MODEL], "needs a .tif output"),
 ])
 def test_bad_export_requests_fail_in_one_line(env, tmp_path, capsys, args, message):
     (tmp_path / "OUT").mkdir()
