@@ -24,7 +24,7 @@ import pystac
 
 from ._grid import ShardGrid
 from ._histogram import LABEL_NODATA
-from ._scene import codecs, grid_coords, write_skeleton
+from ._scene import codecs, grid_coords, scene_attrs, shard_objects, write_skeleton
 from ._store import Store
 
 CLASS = "class"
@@ -104,21 +104,10 @@ def write_mask_shard(store: Store, key: str, schema: MaskSchema, sy: int, sx: in
 
 def done_mask_shards(store: Store, key: str) -> set[tuple[int, int]]:
     """Shards whose ``class`` object exists (the last object a shard task writes)."""
-    done = set()
-    prefix = f"{key}/{CLASS}/c"
-    for k in store.list(prefix):
-        parts = k[len(prefix) + 1:].split("/")
-        if len(parts) == 2 and all(p.isdigit() for p in parts):
-            done.add((int(parts[0]), int(parts[1])))
-    return done
+    return shard_objects(store, f"{key}/{CLASS}/c")
 
 
-def mask_attrs(store: Store, key: str) -> dict[str, Any] | None:
-    import json
-
-    if not store.exists(f"{key}/zarr.json"):
-        return None
-    return dict(json.loads(store.read_bytes(f"{key}/zarr.json")).get("attributes", {}))
+mask_attrs = scene_attrs  # the group attributes of a mask Zarr, or None
 
 
 def mask_item(scene: dict[str, Any], item_id: str, mask_href: str, scene_href: str,

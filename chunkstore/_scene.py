@@ -179,7 +179,8 @@ def write_skeleton(store: Store, key: str, ds: Any, encoding: dict[str, Any]) ->
 
 
 def scene_attrs(store: Store, key: str) -> dict[str, Any] | None:
-    """The group attributes of the scene at ``key``, or None if there is none."""
+    """The group attributes of the scene (or mask) Zarr at ``key``, or None if there
+    is none."""
     if not store.exists(f"{key}/zarr.json"):
         return None
     meta = json.loads(store.read_bytes(f"{key}/zarr.json"))
@@ -188,8 +189,12 @@ def scene_attrs(store: Store, key: str) -> dict[str, Any] | None:
 
 def done_shards(store: Store, key: str) -> set[tuple[int, int]]:
     """Shards whose reflectance object exists (the last object a shard task writes)."""
+    return shard_objects(store, f"{key}/{REFLECTANCE}/c/0")
+
+
+def shard_objects(store: Store, prefix: str) -> set[tuple[int, int]]:
+    """(sy, sx) of the shard objects ``PREFIX/sy/sx`` of a 2-D sharded array."""
     done = set()
-    prefix = f"{key}/{REFLECTANCE}/c/0"
     for k in store.list(prefix):
         parts = k[len(prefix) + 1:].split("/")
         if len(parts) == 2 and all(p.isdigit() for p in parts):

@@ -17,7 +17,22 @@ def _conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
                          nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-class _Basic(nn.Module):
+def _shortcut(cin: int, cout: int, stride: int) -> nn.Module:
+    """The residual branch: a strided 1x1 projection where the shape changes."""
+    if stride == 1 and cin == cout:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+
+class _Residual(nn.Module):
+    body: nn.Module
+    skip: nn.Module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.body(x) + self.skip(x))
+
+
+class _Basic(_Residual):
     expansion = 1
 
     def __init__(self, cin: int, width: int, stride: int) -> None:
@@ -27,15 +42,10 @@ class _Basic(nn.Module):
             nn.Conv2d(cin, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width),
             nn.ReLU(inplace=True), nn.Conv2d(width, cout, 3, 1, 1, bias=False),
             nn.BatchNorm2d(cout))
-        self.skip = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                   nn.BatchNorm2d(cout))
-                     if stride != 1 or cin != cout else nn.Identity())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.body(x) + self.skip(x))
+        self.skip = _shortcut(cin, cout, stride)
 
 
-class _Bottleneck(nn.Module):
+class _Bottleneck(_Residual):
     expansion = 4
 
     def __init__(self, cin: int, width: int, stride: int) -> None:
@@ -45,12 +55,7 @@ class _Bottleneck(nn.Module):
             nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
             nn.Conv2d(width, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width),
             nn.ReLU(inplace=True), nn.Conv2d(width, cout, 1, bias=False), nn.BatchNorm2d(cout))
-        self.skip = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                   nn.BatchNorm2d(cout))
-                     if stride != 1 or cin != cout else nn.Identity())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.body(x) + self.skip(x))
+        self.skip = _shortcut(cin, cout, stride)
 
 
 class _Up(nn.Module):
