@@ -38,8 +38,9 @@ from inference import (
     worker_model,
     worker_threads,
 )
-from inference._block import _mirror, model_inputs
+from inference._block import _mirror
 from ingest import check_inputs, ingest_scenes
+from models import model_inputs
 from satchunk.cluster import dask_client
 from satchunk.demo import sample_scenes
 

@@ -15,13 +15,16 @@ from ._mask import (
 from ._runs import list_runs, new_run_id, write_run
 from ._scene import (
     SceneSchema,
+    add_label,
     create_scene,
+    done_label_shards,
     done_shards,
     grid_coords,
     open_scene,
     read_georef,
     scene_attrs,
     shard_stats,
+    write_label_shard,
     write_shard,
 )
 from ._server import S3Server, start_s3_server
@@ -39,11 +42,11 @@ from .errors import InputError, InvalidIdError, NotFoundError, SatchunkError, St
 
 __all__ = [
     "LABEL_NODATA", "Credentials", "InputError", "InvalidIdError", "MaskSchema", "NotFoundError",
-    "S3Server", "SatchunkError", "SceneSchema", "ShardGrid", "Store", "StoreError",
+    "S3Server", "SatchunkError", "SceneSchema", "ShardGrid", "Store", "StoreError", "add_label",
     "chunk_histogram", "collection_key", "create_mask", "create_scene", "delete_item",
-    "done_mask_shards", "done_shards", "find_item", "grid_coords", "item_key", "list_collections",
-    "list_items", "list_runs", "mask_attrs", "mask_item", "mask_key", "model_key", "new_run_id",
-    "open_scene", "open_store", "read_georef", "read_item", "run_key", "scene_attrs", "scene_item",
-    "scene_key", "shard_stats", "start_s3_server", "validate_id", "write_item", "write_mask_shard",
-    "write_run", "write_shard",
+    "done_label_shards", "done_mask_shards", "done_shards", "find_item", "grid_coords", "item_key",
+    "list_collections", "list_items", "list_runs", "mask_attrs", "mask_item", "mask_key",
+    "model_key", "new_run_id", "open_scene", "open_store", "read_georef", "read_item", "run_key",
+    "scene_attrs", "scene_item", "scene_key", "shard_stats", "start_s3_server", "validate_id",
+    "write_item", "write_label_shard", "write_mask_shard", "write_run", "write_shard",
 ]

@@ -11,14 +11,17 @@ Layout of ``zarr/<collection>/<item>.zarr``::
 One shard (all bands) is one object; inner chunks (all bands) are the training
 patch and carry a crc32c checksum so a damaged object is detected, not decoded.
 Arrays of a shard are written auxiliaries first and ``reflectance`` last, so a
-reflectance shard object marks the whole shard done.
+reflectance shard object marks the whole shard done. A label can also be made later
+(``add_label``, then ``write_label_shard`` per shard; its histogram slot is written
+last and marks the label shard done).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -98,6 +101,43 @@ def codecs() -> dict[str, Any]:
     return {"compressors": [ZstdCodec(level=3), Crc32cCodec()]}
 
 
+def _label_variables(g: ShardGrid, classes: tuple[str, ...] | list[str],
+                     source: Mapping[str, Any] | None = None
+                     ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``label`` and ``label_histogram`` variables of a scene and their encoding
+    (the one definition used by :func:`create_scene` and :func:`add_label`)."""
+    import dask.array as da
+    import xarray as xr
+
+    classes = list(classes)
+    k, s, c = len(classes), g.shard, g.chunk
+    ys, xs = g.dask_chunks()
+    n_inner = g.inner_per_shard
+    ny, nx = g.n_shards
+    attrs: dict[str, Any] = {
+        "grid_mapping": "spatial_ref", "classes": classes, "nodata": LABEL_NODATA,
+        "flag_values": list(range(k)),
+        "flag_meanings": " ".join(n.replace(" ", "_") for n in classes)}
+    if source is not None:
+        attrs["source"] = json.loads(json.dumps(dict(source)))
+    variables = {
+        LABEL: xr.DataArray(da.full(g.shape, LABEL_NODATA, dtype="uint8", chunks=(ys, xs)),
+                            dims=("y", "x"), attrs=attrs),
+        HISTOGRAM: xr.DataArray(
+            da.zeros((ny, nx, n_inner, n_inner, k), dtype="uint32",
+                     chunks=(1, 1, n_inner, n_inner, k)),
+            dims=("shard_y", "shard_x", "inner_y", "inner_x", "class"),
+            attrs={"classes": classes, "chunk": c,
+                   "description": "pixel count per class in each inner chunk of each shard"},
+        ),
+    }
+    encoding = {
+        LABEL: {"chunks": (c, c), "shards": (s, s), "fill_value": LABEL_NODATA, **codecs()},
+        HISTOGRAM: {"chunks": (1, 1, n_inner, n_inner, k), "fill_value": 0, **codecs()},
+    }
+    return variables, encoding
+
+
 def create_scene(store: Store, key: str, schema: SceneSchema) -> None:
     """Write the scene skeleton (metadata and coordinates, no pixel shards).
 
@@ -133,26 +173,9 @@ def create_scene(store: Store, key: str, schema: SceneSchema) -> None:
         )
         encoding[name] = {"chunks": (c, c), "shards": (s, s), "fill_value": 0, **codecs()}
     if schema.label_classes is not None:
-        k = len(schema.label_classes)
-        n_inner = g.inner_per_shard
-        ny, nx = g.n_shards
-        variables[LABEL] = xr.DataArray(
-            da.full(g.shape, LABEL_NODATA, dtype="uint8", chunks=(ys, xs)), dims=("y", "x"),
-            attrs={"grid_mapping": "spatial_ref", "classes": list(schema.label_classes),
-                   "nodata": LABEL_NODATA, "flag_values": list(range(k)),
-                   "flag_meanings": " ".join(n.replace(" ", "_") for n in schema.label_classes)},
-        )
-        encoding[LABEL] = {"chunks": (c, c), "shards": (s, s), "fill_value": LABEL_NODATA,
-                           **codecs()}
-        variables[HISTOGRAM] = xr.DataArray(
-            da.zeros((ny, nx, n_inner, n_inner, k), dtype="uint32",
-                     chunks=(1, 1, n_inner, n_inner, k)),
-            dims=("shard_y", "shard_x", "inner_y", "inner_x", "class"),
-            attrs={"classes": list(schema.label_classes), "chunk": c,
-                   "description": "pixel count per class in each inner chunk of each shard"},
-        )
-        encoding[HISTOGRAM] = {"chunks": (1, 1, n_inner, n_inner, k), "fill_value": 0,
-                               **codecs()}
+        label_vars, label_enc = _label_variables(g, schema.label_classes)
+        variables.update(label_vars)
+        encoding.update(label_enc)
     ny, nx = g.n_shards
     variables[STATS] = xr.DataArray(
         da.zeros((ny, nx, len(STAT_NAMES)), dtype="uint64", chunks=(1, 1, len(STAT_NAMES))),
@@ -224,12 +247,96 @@ def write_shard(store: Store, key: str, schema: SceneSchema, sy: int, sx: int,
     for name, block in (aux or {}).items():
         arr(name)[r0:r0 + h, c0:c0 + w] = block
     if label is not None:
-        k = len(schema.label_classes or ())
-        arr(LABEL)[r0:r0 + h, c0:c0 + w] = label
-        hist = chunk_histogram(label, g.chunk, g.inner_per_shard, k)
-        arr(HISTOGRAM)[sy:sy + 1, sx:sx + 1] = hist[None, None]
+        _write_label(arr, g, sy, sx, label, len(schema.label_classes or ()))
     arr(STATS)[sy, sx] = np.asarray(stats, dtype="uint64")
     arr(REFLECTANCE)[:, r0:r0 + h, c0:c0 + w] = reflectance
+
+
+def _write_label(arr: Callable[[str], Any], g: ShardGrid, sy: int, sx: int,
+                 label: np.ndarray, n_classes: int) -> None:
+    """Write the label block of shard (sy, sx), then its slot of the histogram."""
+    r0, c0, h, w = g.window(sy, sx)
+    if label.shape != (h, w):
+        raise ValueError(f"shard {sy},{sx}: label shape {label.shape} != {(h, w)}")
+    arr(LABEL)[r0:r0 + h, c0:c0 + w] = label
+    hist = chunk_histogram(label, g.chunk, g.inner_per_shard, n_classes)
+    arr(HISTOGRAM)[sy:sy + 1, sx:sx + 1] = hist[None, None]
+
+
+def _scene_grid(store: Store, key: str) -> ShardGrid:
+    """The shard grid of the scene at ``key``, from its metadata."""
+    attrs = scene_attrs(store, key)
+    if attrs is None:
+        from .errors import NotFoundError
+
+        raise NotFoundError(f"no scene Zarr at {store.url(key)}")
+    meta = json.loads(store.read_bytes(f"{key}/{REFLECTANCE}/zarr.json"))
+    h, w = meta["shape"][-2:]
+    return ShardGrid(h, w, int(attrs.get("shard", 2048)), int(attrs.get("chunk", 256)))
+
+
+def add_label(store: Store, key: str, classes: Sequence[str],
+              source: Mapping[str, Any]) -> None:
+    """(Re)create empty ``label`` and ``label_histogram`` arrays in the existing scene
+    Zarr at ``key``: the encoding and attributes of :func:`create_scene`, plus
+    ``source`` (what the label was made from) in the label's attributes.
+
+    Only those two arrays are touched; any previous label is removed first. Fill
+    the shards with :func:`write_label_shard`.
+    """
+    import tempfile
+
+    import xarray as xr
+
+    classes = tuple(str(c) for c in classes)
+    if not 0 < len(classes) < LABEL_NODATA:
+        raise ValueError(f"a label needs 1 to {LABEL_NODATA - 1} classes, got {len(classes)}")
+    g = _scene_grid(store, key)
+    variables, encoding = _label_variables(g, classes, source)
+    # the same xarray encoding as create_scene, rendered into a scratch folder; only the
+    # two arrays' metadata documents are copied into the scene
+    ds = xr.Dataset(variables, coords={"spatial_ref": xr.DataArray(np.int64(0))})
+    with tempfile.TemporaryDirectory(prefix="satchunk-label-") as tmp:
+        ds.to_zarr(tmp, mode="w", compute=False, encoding=encoding, zarr_format=3,
+                   consolidated=False)
+        docs = {name: (Path(tmp) / name / "zarr.json").read_bytes()
+                for name in (LABEL, HISTOGRAM)}
+    for name in (LABEL, HISTOGRAM):
+        store.delete(f"{key}/{name}")
+    for name in (HISTOGRAM, LABEL):
+        store.write_bytes(f"{key}/{name}/zarr.json", docs[name])
+
+
+def done_label_shards(store: Store, key: str) -> set[tuple[int, int]]:
+    """Shards whose ``label_histogram`` slot exists (the last object a label task writes)."""
+    prefix = f"{key}/{HISTOGRAM}/c"
+    done = set()
+    for k in store.list(prefix):
+        parts = k[len(prefix) + 1:].split("/")
+        if len(parts) == 5 and all(p.isdigit() for p in parts):
+            done.add((int(parts[0]), int(parts[1])))
+    return done
+
+
+def write_label_shard(store: Store, key: str, sy: int, sx: int, label: np.ndarray) -> None:
+    """Write shard (sy, sx) of the scene's ``label`` (uint8, 255 = nodata) and its
+    ``label_histogram`` slot, as whole-shard objects (histogram last)."""
+    import zarr
+
+    group = zarr.open_group(store=store.zarr_store(key), mode="r+", zarr_format=3)
+    attrs = group.attrs.asdict()
+    lab = group[LABEL]
+    h, w = lab.shape
+    g = ShardGrid(h, w, int(attrs.get("shard", 2048)), int(attrs.get("chunk", 256)))
+    n_classes = group[HISTOGRAM].shape[-1]
+    label = np.asarray(label)
+    if label.dtype != np.uint8:
+        raise ValueError(f"shard {sy},{sx}: label dtype {label.dtype} is not uint8")
+
+    def arr(name: str) -> Any:
+        return group[name].with_config({"write_empty_chunks": True})
+
+    _write_label(arr, g, sy, sx, label, n_classes)
 
 
 def shard_stats(store: Store, key: str) -> dict[str, int]:

@@ -124,6 +124,10 @@ class Store:
         """Full URL of ``key`` (``s3://...`` or an absolute local path)."""
         return ("s3://" + self._path(key)) if self.is_s3 else self._path(key)
 
+    def child(self, key: str) -> Store:
+        """The store rooted at ``key`` under this one (same endpoint and credentials)."""
+        return replace(self, uri=self.url(key))
+
     def describe(self) -> str:
         """Safe one-line description for messages (no credentials)."""
         if self.is_s3 and self.endpoint_url:

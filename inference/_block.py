@@ -11,11 +11,10 @@ No I/O here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from models import Adapter, ModelSpec, index_bands, spectral_index
+from models import Adapter, ModelSpec, Radiometry, model_inputs
 
 NODATA_CLASS = 255
 
@@ -51,54 +50,6 @@ def tile_starts(a0: int, a1: int, tile: int, stride: int, offset: int = 0) -> li
     first = -((tile - 1 - a0 + offset) // stride)  # ceil((a0 - tile + 1 - offset) / stride)
     last = (a1 - 1 - offset) // stride
     return [k * stride + offset for k in range(first, last + 1)]
-
-
-@dataclass(frozen=True)
-class Radiometry:
-    """How stored DN become reflectance, and which value means no data."""
-
-    scale: float
-    offset: float
-    nodata: float | None
-
-
-def model_inputs(raw: np.ndarray, names: Sequence[str], spec: ModelSpec,
-                 radiometry: Radiometry) -> tuple[np.ndarray, np.ndarray]:
-    """(normalized channels (C, H, W) float32, valid (H, W) bool) from stored DN.
-
-    ``names`` are the common names of ``raw``'s bands; a pixel is nodata when any of
-    them holds the nodata value (a band missing there leaves the model's input
-    incomplete; edges of band footprints differ in real granules).
-    """
-    if radiometry.nodata is None:
-        valid = np.ones(raw.shape[1:], dtype=bool)
-    elif np.isnan(radiometry.nodata):
-        valid = ~np.any(np.isnan(raw), axis=0)
-    else:
-        valid = ~np.any(raw == radiometry.nodata, axis=0)
-    # one float32 array for every channel: reflectance of the model's bands, then the
-    # indices from it, normalized in place (peak memory: raw + x, no per-band copies)
-    at = {n: i for i, n in enumerate(names)}
-    scale, offset = np.float32(radiometry.scale), np.float32(radiometry.offset)
-    nb = len(spec.bands)
-    x = np.empty((nb + len(spec.indices), *raw.shape[1:]), dtype=np.float32)
-    for c, b in enumerate(spec.bands):
-        x[c] = raw[at[b]]
-        x[c] *= scale
-        x[c] += offset
-    if spec.indices:
-        refl = dict(zip(spec.bands, x[:nb], strict=True))
-        for b in index_bands(spec.indices):
-            if b not in refl:
-                refl[b] = raw[at[b]].astype(np.float32) * scale + offset
-        for c, name in enumerate(spec.indices, start=nb):
-            x[c] = spectral_index(name, refl)
-    if spec.mean:
-        x -= np.asarray(spec.mean, dtype=np.float32)[:, None, None]
-        x /= np.asarray(spec.std, dtype=np.float32)[:, None, None]
-    x[:, ~valid] = 0.0
-    np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-    return x, valid
 
 
 def blend_tiles(x: np.ndarray, origin: tuple[int, int], interior: tuple[int, int, int, int],

@@ -28,10 +28,9 @@ from chunkstore import (
     scene_key,
     write_item,
 )
-from models import Adapter, ModelError
+from models import Adapter, ModelError, Radiometry, match_bands
 
-from ._bands import match_bands
-from ._block import Radiometry, context_depth
+from ._block import context_depth
 from ._runner import ModelRef, PredictJob, mask_graph
 
 PRODUCT_NAMES = ("class", "probability", "entropy", "margin")
@@ -85,7 +84,10 @@ def check_item(store: Store, item: str, adapter: Adapter, collection: str | None
     skey = scene_key(scene["collection"], item)
     if scene_attrs(store, skey) is None:
         raise InputError(f"item {item} has no scene Zarr at {store.url(skey)}: re-ingest it")
-    idx, names = match_bands(adapter.spec, _band_names(store, skey), item)
+    try:
+        idx, names = match_bands(adapter.spec, _band_names(store, skey), item)
+    except ModelError as exc:
+        raise InputError(str(exc)) from None
     return scene, idx, names
 
 

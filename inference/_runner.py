@@ -28,9 +28,9 @@ from chunkstore import (
     Store,
     write_mask_shard,
 )
-from models import Adapter, load_model
+from models import Adapter, Radiometry, load_model
 
-from ._block import Radiometry, context_window, predict_window, products
+from ._block import context_window, predict_window, products
 
 
 @dataclass(frozen=True)

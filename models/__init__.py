@@ -1,15 +1,17 @@
 """Model specs and adapters: UNet, SegFormer, ONNX, the ukis-csmask preset, checkpoints."""
 
 from ._adapter import Adapter, TorchAdapter
-from ._checkpoint import CONFIG, METRICS, WEIGHTS, save_checkpoint
+from ._checkpoint import CONFIG, METRICS, WEIGHTS, load_checkpoint, save_checkpoint
 from ._errors import ModelError
 from ._export import export_onnx
 from ._indices import index_bands, spectral_index
+from ._inputs import ALIASES, Radiometry, match_bands, model_inputs
 from ._registry import is_checkpoint_ref, load_model, new_model
 from ._spec import INDICES, ModelSpec
 
 __all__ = [
-    "CONFIG", "INDICES", "METRICS", "WEIGHTS", "Adapter", "ModelError", "ModelSpec",
-    "TorchAdapter", "export_onnx", "index_bands", "is_checkpoint_ref", "load_model",
-    "new_model", "save_checkpoint", "spectral_index",
+    "ALIASES", "CONFIG", "INDICES", "METRICS", "WEIGHTS", "Adapter", "ModelError", "ModelSpec",
+    "Radiometry", "TorchAdapter", "export_onnx", "index_bands", "is_checkpoint_ref",
+    "load_checkpoint", "load_model", "match_bands", "model_inputs", "new_model",
+    "save_checkpoint", "spectral_index",
 ]

@@ -102,6 +102,59 @@ def ingest(
 
 
 @app.command()
+def label(
+    items: Annotated[list[str], typer.Argument(help="scene item ids")],
+    source: Annotated[str, typer.Option("--from", help="qa (Landsat QA bits) | scl "
+                                        "(Sentinel-2 L2A scene classification) | indices "
+                                        "(NDWI/NDVI/NDBI/BSI rules) | mask:MODEL_ID (a "
+                                        "finished prediction)")],
+    collection: Annotated[str | None, typer.Option("--collection", help="collection of the "
+                                                   "ITEMs (default: searched)")] = None,
+    thresholds: Annotated[str | None, typer.Option(help="--from indices: overrides, e.g. "
+                                                   "ndwi=0.1,ndvi=0.3,ndbi=0.1,bsi=0.0")] = None,
+    qa_layout: Annotated[str, typer.Option("--qa-layout", help="--from qa: auto | c2 | c1 | "
+                                           "pre (auto reads the source file names)")] = "auto",
+    store: StoreOpt = None,
+    endpoint_url: EndpointOpt = None,
+    scheduler: SchedulerOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write label + label_histogram into ingested scenes from QA bits, SCL, spectral
+    indices or a prediction mask."""
+    from ingest import check_label, label_scene
+
+    from .cluster import dask_client
+
+    st = open_store(store, endpoint_url)
+    st.check()
+    plans = [check_label(st, i, source, collection=collection, thresholds=thresholds,
+                         qa_layout=qa_layout) for i in items]  # every item before any write
+    config = {"items": items, "collection": collection, "from": source,
+              "thresholds": thresholds, "qa_layout": qa_layout, "scheduler": scheduler}
+    with dask_client(scheduler, quiet=as_json) as client:
+
+        def work(record: dict[str, Any]) -> list[dict[str, Any]]:
+            done = record.setdefault("items", [])  # what finished, also when one fails
+            for p in plans:
+                done.append(label_scene(st, client, p.item, source, collection=p.collection,
+                                        thresholds=thresholds, qa_layout=qa_layout,
+                                        progress=not as_json))
+            return done
+
+        results = _run_job(st, "label", config, work, client=client, key="items")
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    for r in results:
+        total = sum(r["class_pixels"].values()) or 1
+        shares = ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in r["class_pixels"].items())
+        what = "already labelled" if r["status"] == "exists" else (
+            f"{r['written_shards']} shard(s) written")
+        typer.echo(f"{r['collection']}/{r['item']}: label from {r['source']} ({shares}); "
+                   f"{what} in {r['seconds']} s")
+
+
+@app.command()
 def predict(
     items: Annotated[list[str] | None, typer.Argument(help="scene item ids")] = None,
     model: Annotated[str, typer.Option("--model", help="unet | segformer | onnx:PATH | "
@@ -263,6 +316,128 @@ def vectorize(
     if not res["mean_probability"]:
         typer.echo("note: mean_probability is empty: predict with --products "
                    "class,probability to fill it", err=True)
+
+
+@app.command()
+def train(
+    collection: Annotated[list[str], typer.Option("--collection", help="labelled collection "
+                                                  "(repeat for several)")],
+    model: Annotated[str, typer.Option("--model", help="unet[:plain|resnet18|resnet34|"
+                                       "resnet50] | segformer")] = "unet",
+    out: Annotated[str | None, typer.Option("--out", help="where checkpoints go: s3://... or "
+                                            "a directory (default: STORE/models/NAME/VERSION)"
+                                            )] = None,
+    epochs: Annotated[int, typer.Option(help="most epochs (early stopping may end sooner)")] = 20,
+    steps: Annotated[int, typer.Option(help="optimizer steps per epoch")] = 50,
+    batch: Annotated[int, typer.Option(help="patches per step")] = 8,
+    lr: Annotated[float, typer.Option(help="peak learning rate (AdamW, warmup + cosine)")
+                  ] = 1e-3,
+    patch: Annotated[int | None, typer.Option(help="patch edge in pixels, at most the inner "
+                                              "chunk (default: the chunk)")] = None,
+    sampler: Annotated[str, typer.Option(help="balanced | uniform")] = "balanced",
+    exponent: Annotated[float, typer.Option(help="balanced sampler: 0 = uniform ... 1 = "
+                                            "classes seen equally")] = 1.0,
+    loss: Annotated[str, typer.Option(help="ce | focal-dice")] = "ce",
+    class_weights: Annotated[str, typer.Option("--class-weights", help="auto (median "
+                                               "frequency) | none")] = "none",
+    seed: Annotated[int, typer.Option(help="seeds the split, sampling and weights")] = 0,
+    patience: Annotated[int, typer.Option(help="epochs without a better val mIoU before "
+                                          "stopping")] = 5,
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes")] = 2,
+    bands: Annotated[str | None, typer.Option(help="comma-separated input bands (default: "
+                                              "every band the scenes share)")] = None,
+    indices: Annotated[str | None, typer.Option(help="derived input channels: ndvi,ndwi,"
+                                                "ndbi,bsi")] = None,
+    name: Annotated[str | None, typer.Option(help="model name (default: MODEL-COLLECTION)")
+                    ] = None,
+    version: Annotated[str, typer.Option(help="model version")] = "1",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda (mixed precision on cuda)")
+                      ] = "auto",
+    val_patches: Annotated[int, typer.Option("--val-patches", help="most validation chunks "
+                                             "per epoch")] = 512,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last")] = False,
+    logdir: Annotated[str | None, typer.Option(help="TensorBoard log folder (default: "
+                                               "runs/RUN-ID; also copied to OUT/logs)")] = None,
+    store: StoreOpt = None,
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a segmentation model on patches streamed from the store."""
+    from pathlib import Path
+
+    from chunkstore import model_key
+    from training import TrainConfig, prepare
+    from training import train as run_training
+
+    cfg = TrainConfig(collections=list(collection), model=model, epochs=epochs, steps=steps,
+                      batch=batch, lr=lr, patch=patch, sampler=sampler, exponent=exponent,
+                      loss=loss, class_weights=class_weights, seed=seed, patience=patience,
+                      workers=workers, bands=_csv(bands), indices=_csv(indices) or [],
+                      name=name, version=version, device=device,
+                      val_patches=val_patches)
+    st = open_store(store, endpoint_url)
+    st.check()
+    _, spec, _ = prepare(st, cfg)  # every input checked before anything is written
+    dest = (open_store(out, st.endpoint_url).with_credentials(st.credentials) if out
+            else st.child(model_key(spec.name, spec.version)))
+    config = dataclasses.asdict(cfg) | {"out": dest.uri, "resume": resume}
+
+    def work(record: dict[str, Any]) -> dict[str, Any]:
+        tb = Path(logdir) if logdir else Path("runs") / record["run_id"]
+        if not as_json:
+            typer.echo(f"checkpoints -> {dest.uri}; TensorBoard: tensorboard --logdir {tb}")
+        return run_training(st, dest, cfg, resume=resume, logdir=tb, progress=not as_json,
+                            on_epoch=None if as_json else _echo_epoch)
+
+    result = _run_job(st, "train", config, work)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"best val mIoU {result['best_val_miou']:.4f} at epoch {result['best_epoch']}"
+               f" of {result['epochs_run']}{' (early stop)' if result['early_stopped'] else ''}"
+               f"; model: {result['out']} (satchunk predict --model {result['out']})")
+
+
+def _echo_epoch(row: dict[str, Any]) -> None:
+    typer.echo(f"epoch {row['epoch']}: loss {row['train_loss']:.4f}, val mIoU "
+               f"{row['val_miou'] or 0:.4f}, {row['patches_per_second']} patches/s")
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Option("--model", help="checkpoint written by `satchunk "
+                                       "train`: s3://.../models/NAME/VERSION or a directory")],
+    collection: Annotated[list[str] | None, typer.Option("--collection", help="limit to "
+                                                         "these collections")] = None,
+    split: Annotated[str, typer.Option(help="train | val | test")] = "test",
+    batch: Annotated[int, typer.Option(help="patches per model call")] = 8,
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes")] = 2,
+    store: StoreOpt = None,
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Per-class IoU, Dice, precision, recall, accuracy and the confusion matrix over every
+    labelled pixel of a split."""
+    from training import evaluate_checkpoint
+
+    st = open_store(store, endpoint_url)
+    st.check()
+    ckpt = (open_store(model.rstrip("/"), st.endpoint_url).with_credentials(st.credentials)
+            if "://" in model else open_store(model))
+    config = {"model": ckpt.uri, "collections": collection, "split": split}
+    result = _run_job(st, "evaluate", config, lambda record: evaluate_checkpoint(
+        st, ckpt, collection, split, batch=batch, workers=workers, progress=not as_json))
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"{result['model_id']} on {result['split']} ({result['shards']} shard(s), "
+               f"{result['pixels']} px): mIoU {result['miou']:.4f}, overall accuracy "
+               f"{result['overall_accuracy']:.4f}")
+    for cname, m in result["per_class"].items():
+        cells = "  ".join(f"{k} {m[k]:.3f}" if m[k] is not None else f"{k} -"
+                          for k in ("iou", "dice", "precision", "recall"))
+        typer.echo(f"  {cname:<16} {cells}  support {m['support']}")
+    typer.echo("written: " + ", ".join(result["files"]))
 
 
 def _run_job(st: Any, kind: str, config: dict[str, Any],

@@ -50,7 +50,9 @@ def test_the_walker_sees_imports(tmp_path):
 PURE = {
     "chunkstore/_grid.py", "chunkstore/_histogram.py", "chunkstore/_ids.py",
     "chunkstore/_layout.py", "ingest/_sensors.py", "ingest/_target.py", "ingest/_cloud.py",
-    "inference/_block.py", "inference/_bands.py", "models/_spec.py", "models/_indices.py",
+    "inference/_block.py", "models/_inputs.py", "models/_spec.py", "models/_indices.py",
+    "training/_sampler.py", "training/_split.py", "training/_metrics.py",
+    "ingest/_indices.py", "ingest/_label_rules.py",
 }
 IO_MODULES = {"rasterio", "zarr", "s3fs", "fsspec", "boto3", "botocore", "pyogrio", "requests",
               "distributed", "xarray"}

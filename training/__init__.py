@@ -1,1 +1,21 @@
-"""training (built in later issues)."""
+"""Training: class-balanced patches streamed from the store, losses, metrics, the loop,
+checkpoints and evaluation."""
+
+from ._checkpoints import has_checkpoint
+from ._data import SceneRef, labelled_scenes, read_histogram
+from ._dataset import PatchDataset, PlannedPatch
+from ._evaluate import confusion_png, evaluate_checkpoint, split_confusion
+from ._losses import LOSSES, make_loss
+from ._metrics import confusion, scores
+from ._plan import Plan, make_plan
+from ._sampler import MODES, Candidates, augment, chunk_weights, class_weights, draw
+from ._split import SPLITS, split_shards
+from ._trainer import KINDS, TrainConfig, prepare, train
+
+__all__ = [
+    "KINDS", "LOSSES", "MODES", "SPLITS", "Candidates", "PatchDataset", "Plan", "PlannedPatch",
+    "SceneRef", "TrainConfig", "augment", "chunk_weights", "class_weights", "confusion",
+    "confusion_png", "evaluate_checkpoint", "has_checkpoint", "labelled_scenes", "make_loss",
+    "make_plan", "prepare", "read_histogram", "scores", "split_confusion", "split_shards",
+    "draw", "train",
+]

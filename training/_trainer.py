@@ -1,0 +1,298 @@
+"""The training loop: balanced patches from the store, AdamW with warmup + cosine,
+validation mIoU with early stopping, best / last checkpoints, TensorBoard logs.
+
+Every random choice comes from the seed: epoch ``e`` draws its patches from
+``default_rng([seed, e])`` and seeds torch with ``seed * 1000 + e``, so a run is
+deterministic on CPU and a resumed run continues exactly as an unbroken one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chunkstore import InputError, Store
+from models import ModelError, ModelSpec, match_bands, new_model
+
+from ._checkpoints import has_checkpoint, load_last, save_best, save_last
+from ._data import SceneRef, labelled_scenes
+from ._dataset import PatchDataset, PlannedPatch, loader
+from ._evaluate import split_confusion
+from ._losses import LOSSES, make_loss
+from ._metrics import scores
+from ._plan import Plan, make_plan
+from ._sampler import MODES, chunk_weights, class_weights, draw
+
+log = logging.getLogger("satchunk.train")
+KINDS = ("unet", "segformer")
+
+
+@dataclass
+class TrainConfig:
+    collections: list[str]
+    model: str = "unet"
+    epochs: int = 20
+    steps: int = 50           # optimizer steps per epoch
+    batch: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patch: int | None = None  # default: the scenes' inner chunk
+    sampler: str = "balanced"
+    exponent: float = 1.0     # 0 = uniform ... 1 = fully balanced
+    loss: str = "ce"
+    class_weights: str = "none"
+    seed: int = 0
+    patience: int = 5         # epochs without a better val mIoU before stopping
+    workers: int = 2
+    bands: list[str] | None = None
+    indices: list[str] = field(default_factory=list)
+    name: str | None = None
+    version: str = "1"
+    device: str = "auto"
+    val_patches: int = 512    # cap on validation patches per epoch (evaluate reads all)
+
+    def check(self) -> None:
+        bad = []
+        if self.model.split(":")[0] not in KINDS:
+            bad.append(f"--model {self.model!r}: use unet[:ENCODER] or segformer")
+        for opt, v in (("--epochs", self.epochs), ("--steps", self.steps),
+                       ("--batch", self.batch), ("--val-patches", self.val_patches)):
+            if v < 1:
+                bad.append(f"{opt} {v} must be at least 1")
+        if self.lr <= 0:
+            bad.append(f"--lr {self.lr} must be > 0")
+        if self.sampler not in MODES:
+            bad.append(f"--sampler {self.sampler!r}: use {' or '.join(MODES)}")
+        if not 0 <= self.exponent <= 1:
+            bad.append(f"--exponent {self.exponent} must be in [0, 1]")
+        if self.loss not in LOSSES:
+            bad.append(f"--loss {self.loss!r}: use {' or '.join(LOSSES)}")
+        if self.class_weights not in ("auto", "none"):
+            bad.append(f"--class-weights {self.class_weights!r}: use auto or none")
+        if self.workers < 0:
+            bad.append(f"--workers {self.workers} must be >= 0")
+        if self.patch is not None and self.patch < 16:
+            bad.append(f"--patch {self.patch} must be at least 16")
+        if bad:
+            raise InputError("; ".join(bad))
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device here; use --device cpu")
+    return name
+
+
+def _common_bands(scenes: Sequence[SceneRef]) -> list[str]:
+    first = list(scenes[0].bands)
+    return [b for b in first if all(b in s.bands for s in scenes[1:])]
+
+
+def _norm_stats(store: Store, plan: Plan, spec: ModelSpec, patch: int, seed: int,
+                n: int = 32) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the model inputs over ``n`` training patches."""
+    cands = plan.candidates["train"]
+    rng = np.random.default_rng([seed, 10**6])
+    picks = rng.choice(len(cands), size=min(n, len(cands)), replace=False)
+    ds = PatchDataset(store, store.credentials, plan.scenes, spec,
+                      [PlannedPatch(int(cands.scene[i]), int(cands.y0[i]), int(cands.x0[i]))
+                       for i in picks], patch)
+    xs = [ds.read(p) for p in ds.plan]
+    vals = np.concatenate([x[:, y != 255].reshape(x.shape[0], -1) for x, y in xs], axis=1)
+    mean = vals.mean(axis=1)
+    std = np.maximum(vals.std(axis=1), 1e-6)
+    return [float(v) for v in mean], [float(v) for v in std]
+
+
+def prepare(store: Store, cfg: TrainConfig) -> tuple[Plan, ModelSpec, int]:
+    """Check everything and plan, before anything is written: (plan, spec without
+    normalization, patch size)."""
+    cfg.check()
+    scenes = labelled_scenes(store, cfg.collections)
+    plan = make_plan(store, scenes, cfg.seed)
+    chunk = min(s.chunk for s in scenes)
+    patch = cfg.patch or chunk
+    if patch > chunk:
+        raise InputError(f"--patch {patch} is larger than the scenes' inner chunk ({chunk}): "
+                         f"use --patch {chunk} or less, or re-ingest with --chunk {patch}")
+    bands = tuple(cfg.bands or _common_bands(scenes))
+    kind = cfg.model
+    name = cfg.name or f"{kind.replace(':', '-')}-{cfg.collections[0]}"
+    try:
+        spec = new_model(kind, bands=bands, classes=plan.classes, indices=tuple(cfg.indices),
+                         name=name, version=cfg.version, seed=cfg.seed).spec
+        for s in scenes:
+            match_bands(spec, s.bands, s.item)
+    except ModelError as exc:
+        raise InputError(str(exc)) from None
+    train_px = plan.candidates["train"].class_pixels
+    missing = [c for c, n in zip(plan.classes, train_px, strict=True) if n == 0]
+    if missing:
+        log.warning("class(es) %s have no labelled pixel in the training shards (seed %d); "
+                    "the model cannot learn them: try another --seed", ", ".join(missing),
+                    cfg.seed)
+    return plan, spec, patch
+
+
+def train(store: Store, out: Store, cfg: TrainConfig, *, resume: bool = False,
+          logdir: Path | None = None, progress: bool = True,
+          on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train; returns a summary. ``out`` receives the checkpoints."""
+    import torch
+    from tqdm import tqdm
+
+    plan, spec0, patch = prepare(store, cfg)
+    if has_checkpoint(out) and not resume:
+        raise InputError(f"{out.uri} already holds a checkpoint: pass --resume to continue it "
+                         "or choose another --out")
+    device = _device(cfg.device)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    mean, std = _norm_stats(store, plan, spec0, patch, cfg.seed)
+    adapter = new_model(cfg.model, bands=spec0.bands, classes=spec0.classes,
+                        indices=spec0.indices, name=spec0.name, version=spec0.version,
+                        mean=tuple(mean), std=tuple(std), seed=cfg.seed)
+    spec, module = adapter.spec, adapter.module.to(device)
+    adapter.device = torch.device(device)
+    opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total = cfg.epochs * cfg.steps
+    warm = max(1, total // 20)
+
+    def lr_at(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = (step - warm) / max(1, total - warm)
+        return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "best_miou": -1.0, "best_epoch": None,
+                             "since_best": 0, "history": []}
+    if resume:
+        state = load_last(out, module, spec, opt, schedule)
+        spec = state.pop("spec")  # keep the saved normalization
+        adapter.spec = spec
+    weights = chunk_weights(plan.candidates["train"].counts, cfg.sampler, cfg.exponent)
+    cw = None
+    if cfg.class_weights == "auto":
+        cw = torch.tensor(class_weights(plan.candidates["train"].class_pixels),
+                          dtype=torch.float32, device=device)
+    loss_fn = make_loss(cfg.loss, cw)
+    use_amp = device == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    writer = _writer(logdir)
+    val_plan = plan.patches("val")
+    if len(val_plan) > cfg.val_patches:
+        keep = np.random.default_rng([cfg.seed, 2]).choice(len(val_plan), cfg.val_patches,
+                                                           replace=False)
+        val_plan = [val_plan[i] for i in sorted(keep)]
+    val_ds = PatchDataset(store, store.credentials, plan.scenes, spec, val_plan,
+                          max(s.chunk for s in plan.scenes))
+    split = plan.split_json(cfg.seed)
+    t_start = time.perf_counter()
+    stopped = False
+    for epoch in range(state["epoch"], cfg.epochs):
+        if state["since_best"] >= cfg.patience:
+            stopped = True
+            break
+        torch.manual_seed(cfg.seed * 1000 + epoch)
+        rng = np.random.default_rng([cfg.seed, epoch])
+        c = plan.candidates["train"]
+        draws = draw(weights, cfg.steps * cfg.batch, rng, chunk=min(s.chunk for s in
+                                                                      plan.scenes),
+                     patch=patch, augment=True)
+        ds = PatchDataset(store, store.credentials, plan.scenes, spec,
+                          [PlannedPatch(int(c.scene[d.candidate]), int(c.y0[d.candidate]),
+                                        int(c.x0[d.candidate]), d.dy, d.dx, d.aug)
+                           for d in draws], patch)
+        batches = loader(ds, cfg.batch, cfg.workers)
+        module.train()
+        losses = []
+        t0 = time.perf_counter()
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
+                   disable=not progress, leave=False)
+        for x, y in bar:
+            x, y = x.to(device), y.to(device)
+            with torch.autocast(device_type=device, dtype=torch.float16, enabled=use_amp):
+                loss = loss_fn(adapter.logits(x), y)
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+            schedule.step()
+            state["step"] += 1
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{schedule.get_last_lr()[0]:.2e}")
+            if writer is not None:
+                writer.add_scalar("train/loss", losses[-1], state["step"])
+                writer.add_scalar("train/lr", schedule.get_last_lr()[0], state["step"])
+        train_s = time.perf_counter() - t0
+        cm = split_confusion(adapter, val_ds, cfg.batch, cfg.workers, progress, "validate")
+        val = scores(cm, spec.classes)
+        row = {"epoch": epoch + 1, "step": state["step"], "train_loss": float(np.mean(losses)),
+               "val_miou": val["miou"], "train_seconds": round(train_s, 2),
+               "patches_per_second": round(len(ds) / train_s, 2)}
+        state["history"].append(row)
+        state["epoch"] = epoch + 1
+        improved = val["miou"] is not None and val["miou"] > state["best_miou"]
+        if improved:
+            state.update(best_miou=val["miou"], best_epoch=epoch + 1, since_best=0)
+        else:
+            state["since_best"] += 1
+        metrics = {"epoch": epoch + 1, "val": val, "history": state["history"],
+                   "config": asdict(cfg)}
+        if improved:
+            save_best(out, module, spec, {**metrics, "best_epoch": epoch + 1}, split)
+        save_last(out, module, spec, metrics, opt, schedule, state)
+        if writer is not None:
+            writer.add_scalar("val/miou", val["miou"] or 0.0, state["step"])
+            for cname, m in val["per_class"].items():
+                if m["iou"] is not None:
+                    writer.add_scalar(f"val/iou/{cname}", m["iou"], state["step"])
+            writer.flush()
+            _upload_logs(out, logdir)
+        log.debug("epoch %d: loss %.4f, val mIoU %.4f%s", epoch + 1, row["train_loss"],
+                 val["miou"] or 0.0, " (best)" if improved else "")
+        if on_epoch is not None:
+            on_epoch(row)
+    if writer is not None:
+        writer.close()
+        _upload_logs(out, logdir)
+    return {"out": out.uri, "model_id": spec.model_id, "best_epoch": state["best_epoch"],
+            "best_val_miou": state["best_miou"], "epochs_run": state["epoch"],
+            "early_stopped": stopped, "seconds": round(time.perf_counter() - t_start, 2),
+            "history": state["history"], "split": {k: len(v) for k, v in plan.split.items()},
+            "classes": list(spec.classes), "patch": patch, "logdir": str(logdir) if logdir
+            else None}
+
+
+def _writer(logdir: Path | None) -> Any:
+    if logdir is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    logdir.mkdir(parents=True, exist_ok=True)
+    return SummaryWriter(str(logdir))
+
+
+def _upload_logs(out: Store, logdir: Path | None) -> None:
+    """Copy the TensorBoard event files next to the checkpoint (``OUT/logs/``)."""
+    if logdir is None:
+        return
+    for f in sorted(logdir.rglob("*")):
+        if f.is_file():
+            out.write_bytes(f"logs/{f.relative_to(logdir).as_posix()}", f.read_bytes())
+
