@@ -37,7 +37,7 @@ def new_model(kind: str, *, bands: tuple[str, ...] = DEFAULT_BANDS,
         arch.setdefault("depth", 4)
         arch.setdefault("width", 16 if arch["encoder"] == "plain" else 64)
     elif base == "segformer" and not option:
-        arch = {"kind": "segformer", **arch}
+        arch = {"kind": "segformer", "refine": True, **arch}
     else:
         raise ModelError(f"unknown model kind {kind!r}: unet[:plain|resnet18|resnet34|"
                          "resnet50] or segformer")

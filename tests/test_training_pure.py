@@ -93,3 +93,12 @@ def test_scores_match_boolean_formulas():
         assert m["recall"] == pytest.approx(tp / (tp + fn))
     assert s["overall_accuracy"] == pytest.approx((pred[valid] == target[valid]).mean())
     assert s["pixels"] == valid.sum()
+
+
+def test_split_keeps_a_rare_class_in_training_when_it_cannot_be_everywhere():
+    shards = [("c", "a", 0, x) for x in range(20)]
+    holds = {s: np.array([True, s[3] in (4, 11)]) for s in shards}  # class 1 in 2 shards
+    for seed in range(5):
+        split = split_shards(shards, seed=seed, classes_of=holds)
+        assert any(holds[s][1] for s in split["train"])
+        assert any(holds[s][1] for s in split["val"] + split["test"])

@@ -35,6 +35,14 @@ def has_checkpoint(store: Store) -> bool:
     return store.exists(CONFIG) or store.exists(f"{LAST}/{CONFIG}")
 
 
+def saved_split(store: Store) -> dict[str, list[tuple]] | None:
+    """The split stored with a checkpoint (shards as tuples), or None."""
+    if not store.exists(SPLIT):
+        return None
+    saved = json.loads(store.read_bytes(SPLIT))
+    return {k: [tuple(s) for s in saved[k]] for k in ("train", "val", "test")}
+
+
 def _write(store: Store, prefix: str, files: Mapping[str, bytes]) -> None:
     order = [WEIGHTS, *(n for n in files if n not in (WEIGHTS, CONFIG)), CONFIG]
     for name in order:

@@ -75,7 +75,7 @@ def evaluate_checkpoint(store: Store, model: Store, collections: Sequence[str] |
 
     from models import load_checkpoint
 
-    from ._checkpoints import SPLIT, reader
+    from ._checkpoints import SPLIT, reader, saved_split
     from ._data import labelled_scenes
     from ._dataset import PatchDataset
     from ._metrics import scores
@@ -86,14 +86,12 @@ def evaluate_checkpoint(store: Store, model: Store, collections: Sequence[str] |
         adapter = load_checkpoint(read, model.uri)
     except ModelError as exc:
         raise InputError(str(exc)) from None
-    try:
-        saved = json.loads(read(SPLIT))
-    except FileNotFoundError:
-        raise InputError(f"{model.uri} has no {SPLIT}: evaluate a checkpoint written by "
-                         "`satchunk train`") from None
     if split not in ("train", "val", "test"):
         raise InputError(f"--split {split!r}: use train, val or test")
-    shards = {k: [tuple(s) for s in saved[k]] for k in ("train", "val", "test")}
+    shards = saved_split(model)
+    if shards is None:
+        raise InputError(f"{model.uri} has no {SPLIT}: evaluate a checkpoint written by "
+                         "`satchunk train`")
     names = sorted({s[0] for s in shards[split]})
     if collections:
         unknown = [c for c in collections if c not in names]
@@ -106,7 +104,7 @@ def evaluate_checkpoint(store: Store, model: Store, collections: Sequence[str] |
         raise InputError(f"the labels of {', '.join(names)} have classes "
                          f"{list(scenes[0].classes)}, the model {list(adapter.spec.classes)}")
     keep = set(names)
-    plan = make_plan(store, scenes, int(saved.get("seed", 0)),
+    plan = make_plan(store, scenes, 0,
                      split={k: [s for s in v if s[0] in keep] for k, v in shards.items()})
     ds = PatchDataset(store, store.credentials, plan.scenes, adapter.spec, plan.patches(split),
                       max(s.chunk for s in plan.scenes))

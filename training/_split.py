@@ -28,8 +28,9 @@ def split_shards(shards: Iterable[ShardId], seed: int,
     val and test get at least one shard each.
 
     With ``classes_of`` (per shard, which classes it holds), the first of
-    ``attempts`` seeded permutations whose every split holds every class is used,
-    when there is one; otherwise the first permutation.
+    ``attempts`` seeded permutations whose every split holds every class is used;
+    when none does (a class in fewer than 3 shards), the one whose training split
+    holds the most classes, then val and test the most.
     """
     ordered = sorted(set(shards))
     n = len(ordered)
@@ -52,10 +53,17 @@ def split_shards(shards: Iterable[ShardId], seed: int,
 
     if classes_of is None:
         return cut(0)
-    everywhere = np.any([classes_of[s] for s in ordered], axis=0)
+    def coverage(split: dict[str, list[ShardId]]) -> tuple[int, int]:
+        held = {k: np.any([classes_of[s] for s in v], axis=0).sum() for k, v in split.items()}
+        return int(held["train"]), int(held["val"] + held["test"])
+
+    everywhere = int(np.any([classes_of[s] for s in ordered], axis=0).sum())
+    best, best_cov = cut(0), (-1, -1)
     for attempt in range(attempts):
         split = cut(attempt)
-        if all((np.any([classes_of[s] for s in part], axis=0) >= everywhere).all()
-               for part in split.values()):
+        cov = coverage(split)
+        if cov == (everywhere, 2 * everywhere):
             return split
-    return cut(0)
+        if cov > best_cov:
+            best, best_cov = split, cov
+    return best

@@ -21,7 +21,7 @@ import numpy as np
 from chunkstore import InputError, Store
 from models import ModelError, ModelSpec, match_bands, new_model
 
-from ._checkpoints import has_checkpoint, load_last, save_best, save_last
+from ._checkpoints import has_checkpoint, load_last, save_best, save_last, saved_split
 from ._data import SceneRef, labelled_scenes
 from ._dataset import PatchDataset, PlannedPatch, loader
 from ._evaluate import split_confusion
@@ -29,6 +29,7 @@ from ._losses import LOSSES, make_loss
 from ._metrics import scores
 from ._plan import Plan, make_plan
 from ._sampler import MODES, chunk_weights, class_weights, draw
+from ._split import ShardId
 
 log = logging.getLogger("satchunk.train")
 KINDS = ("unet", "segformer")
@@ -115,12 +116,13 @@ def _norm_stats(store: Store, plan: Plan, spec: ModelSpec, patch: int, seed: int
     return [float(v) for v in mean], [float(v) for v in std]
 
 
-def prepare(store: Store, cfg: TrainConfig) -> tuple[Plan, ModelSpec, int]:
-    """Check everything and plan, before anything is written: (plan, spec without
-    normalization, patch size)."""
+def prepare(store: Store, cfg: TrainConfig, split: dict[str, list[ShardId]] | None = None
+            ) -> tuple[Plan, ModelSpec, int]:
+    """Check everything and plan (with ``split`` when given), before anything is
+    written: (plan, spec without normalization, patch size)."""
     cfg.check()
     scenes = labelled_scenes(store, cfg.collections)
-    plan = make_plan(store, scenes, cfg.seed)
+    plan = make_plan(store, scenes, cfg.seed, split)
     chunk = min(s.chunk for s in scenes)
     patch = cfg.patch or chunk
     if patch > chunk:
@@ -152,7 +154,8 @@ def train(store: Store, out: Store, cfg: TrainConfig, *, resume: bool = False,
     import torch
     from tqdm import tqdm
 
-    plan, spec0, patch = prepare(store, cfg)
+    saved = saved_split(out) if resume else None  # a resumed run keeps its split
+    plan, spec0, patch = prepare(store, cfg, saved)
     if has_checkpoint(out) and not resume:
         raise InputError(f"{out.uri} already holds a checkpoint: pass --resume to continue it "
                          "or choose another --out")
