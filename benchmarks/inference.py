@@ -13,7 +13,6 @@ Medians of --repeats runs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks._results import save
 from benchmarks.ingest import PeakRSS
 from benchmarks.mosaic import build_mosaic
 from chunkstore import open_store, start_s3_server
@@ -159,9 +159,7 @@ def run(model, sizes, p1_size, repeats, batch, out):
                                        "met": rss[hi] / rss[lo] <= 1.15}
     finally:
         server.stop()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    save(results, out)
 
 
 def main():

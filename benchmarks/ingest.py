@@ -13,7 +13,6 @@ the stages' CPU over the core count, which bounds P3 from above (``cpu_bound_cei
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks._results import save
 from benchmarks.mosaic import build_mosaic
 from chunkstore import open_store, start_s3_server
 from ingest import check_inputs, ingest_scenes
@@ -227,9 +227,7 @@ def run(sizes, p3_size, repeats, out, threads=1):
             print(f"P3 MB/s (raw, median of {repeats}): {med}")
     finally:
         server.stop()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    save(results, out)
     print("\n| id | measured | target | met |\n| --- | --- | --- | --- |")
     for k in ("P2_ingest", "P3"):
         print(f"| {k} | {results[k]['value']} | {results[k]['target']} | {results[k]['met']} |")

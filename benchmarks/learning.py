@@ -24,6 +24,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks._results import save
 from chunkstore import start_s3_server
 from satchunk.cli import main as cli
 from satchunk.demo import sample_scenes
@@ -84,9 +85,7 @@ def run(epochs, steps, shard, chunk, out):
         res["predict_with_trained_unet"] = {"mask": pr[0]["mask"], "seconds": secs}
     finally:
         server.stop()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2))
-    print(json.dumps(res, indent=2))
+    save(res, out)
 
 
 def main():

@@ -13,7 +13,6 @@ Medians of --repeats runs; loader and step are timed one after the other in one 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks._results import save
 from chunkstore import open_store, start_s3_server
 from ingest import check_inputs, ingest_scenes, label_scene
 from models import new_model
@@ -112,9 +112,7 @@ def run(patch, batch, batches, repeats, out):
         results["P5"] = {"value": round(p5, 3), "target": ">= 0.9", "met": p5 >= 0.9}
     finally:
         server.stop()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    save(results, out)
 
 
 def main():

@@ -43,6 +43,7 @@ from ._read import read_band
 from ._sensors import LANDSAT, SENTINEL2
 from ._sources import SceneSource, discover, fingerprint
 from ._target import TargetGrid, target_grid
+from ._tasks import run_shard_tasks
 
 log = logging.getLogger("satchunk.ingest")
 
@@ -116,8 +117,6 @@ def ingest_scene(scene: SceneSource, collection: str, store: Store, client: Any,
                  resolution: float | None = None, shard: int = 2048, chunk: int = 256,
                  progress: bool = True) -> dict[str, Any]:
     """Ingest one checked scene; returns a summary (status 'ingested' or 'exists')."""
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
     grid = target_grid(scene, resolution)
     params = {"resolution": resolution, "shard": shard, "chunk": chunk}
@@ -146,22 +145,11 @@ def ingest_scene(scene: SceneSource, collection: str, store: Store, client: Any,
     tasks = [ShardTask(scene, grid, schema, store.without_credentials(), key, sy, sx)
              for sy, sx in todo]
     credentials = store.credentials
-    if tasks:
-        from distributed import as_completed
-
-        futures = client.map(run_shard, tasks, credentials=credentials, retries=1,
-                             key=[f"ingest-{collection}-{scene.item_id}-{fp[:8]}-{t.sy}-{t.sx}"
-                                  for t in tasks])
-        try:
-            with tqdm(total=summary["shards"],
-                      initial=len(done), desc=f"{scene.item_id}", unit="shard",
-                      disable=not progress, leave=True) as bar:
-                for fut in as_completed(futures):
-                    fut.result()
-                    bar.update(1)
-        except BaseException:
-            client.cancel(futures)
-            raise
+    run_shard_tasks(client, run_shard, tasks, credentials,
+                    [f"ingest-{collection}-{scene.item_id}-{fp[:8]}-{t.sy}-{t.sx}"
+                     for t in tasks],
+                    total=summary["shards"], done=len(done), desc=scene.item_id,
+                    progress=progress)
     stats = shard_stats(store, key)
     total = grid.height * grid.width
     props: dict[str, Any] = {

@@ -55,6 +55,7 @@ from ._label_rules import (
     qa_layout_from_names,
     scl_label,
 )
+from ._tasks import run_shard_tasks
 
 SOURCES_HELP = "qa, scl, indices or mask:MODEL_ID"
 LABEL_PROPS = ("satchunk:label_classes", "satchunk:label_source", "satchunk:label_thresholds")
@@ -328,8 +329,6 @@ def label_scene(store: Store, client: Any, item: str, source: str, *,
     ``pre``. Returns a summary: collection, item, source, classes, class_pixels,
     shards, written_shards, status ('labelled' or 'exists'), seconds.
     """
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
     plan = check_label(store, item, source, collection=collection, thresholds=thresholds,
                        qa_layout=qa_layout)
@@ -359,20 +358,9 @@ def label_scene(store: Store, client: Any, item: str, source: str, *,
     tag = uuid.uuid4().hex[:8]  # fresh keys: a failed run's tasks never shadow a re-run's
     tasks = [LabelTask(plan.recipe, store.without_credentials(), key, sy, sx)
              for sy, sx in grid.shards() if (sy, sx) not in done]
-    if tasks:
-        from distributed import as_completed
-
-        futures = client.map(run_label_shard, tasks, credentials=store.credentials, retries=1,
-                             key=[f"label-{col}-{item}-{tag}-{t.sy}-{t.sx}" for t in tasks])
-        try:
-            with tqdm(total=n, initial=len(done), desc=f"{item} {plan.name}", unit="shard",
-                      disable=not progress, leave=True) as bar:
-                for fut in as_completed(futures):
-                    fut.result()
-                    bar.update(1)
-        except BaseException:
-            client.cancel(futures)
-            raise
+    run_shard_tasks(client, run_label_shard, tasks, store.credentials,
+                    [f"label-{col}-{item}-{tag}-{t.sy}-{t.sx}" for t in tasks],
+                    total=n, done=len(done), desc=f"{item} {plan.name}", progress=progress)
     class_pixels = _class_pixels(store, key, plan.classes)
     _write_scene_item(store, col, item, props)  # the commit
     return {**summary, "status": "labelled", "written_shards": len(tasks),
