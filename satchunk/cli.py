@@ -380,6 +380,7 @@ def train(
     _, spec, _ = prepare(st, cfg)  # every input checked before anything is written
     dest = (open_store(out, st.endpoint_url).with_credentials(st.credentials) if out
             else st.child(model_key(spec.name, spec.version)))
+    dest.check()  # reachable and usable before an epoch is spent
     config = dataclasses.asdict(cfg) | {"out": dest.uri, "resume": resume}
 
     def work(record: dict[str, Any]) -> dict[str, Any]:
@@ -399,8 +400,12 @@ def train(
 
 
 def _echo_epoch(row: dict[str, Any]) -> None:
-    typer.echo(f"epoch {row['epoch']}: loss {row['train_loss']:.4f}, val mIoU "
-               f"{row['val_miou'] or 0:.4f}, {row['patches_per_second']} patches/s")
+    typer.echo(f"epoch {row['epoch']}: loss {_num(row['train_loss'])}, val mIoU "
+               f"{_num(row['val_miou'])}, {row['patches_per_second']} patches/s")
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 @app.command()
@@ -431,8 +436,8 @@ def evaluate(
         typer.echo(json.dumps(result, indent=2))
         return
     typer.echo(f"{result['model_id']} on {result['split']} ({result['shards']} shard(s), "
-               f"{result['pixels']} px): mIoU {result['miou']:.4f}, overall accuracy "
-               f"{result['overall_accuracy']:.4f}")
+               f"{result['pixels']} px): mIoU {_num(result['miou'])}, overall accuracy "
+               f"{_num(result['overall_accuracy'])}")
     for cname, m in result["per_class"].items():
         cells = "  ".join(f"{k} {m[k]:.3f}" if m[k] is not None else f"{k} -"
                           for k in ("iou", "dice", "precision", "recall"))

@@ -226,6 +226,8 @@ def test_bad_inputs_are_refused_before_any_write(capsys, cli, s2_dir, client, tm
                             "--model", "segformer", "--resume"], "does not fit")
     assert_refused(capsys, ["train", "--collection", COLL, "--out", out, *FAST],
                    "already holds a checkpoint", "--resume")
+    assert_refused(capsys, ["train", "--collection", COLL, "--out", out, *FAST, "--lr",
+                            "0.5", "--resume"], "lr differ", "lr=0.001")
     assert cli.read_bytes("models/fit/1/last/state.json") == before
     # an unreachable store
     assert_refused(capsys, ["train", "--collection", COLL, *FAST, "--endpoint-url",

@@ -102,3 +102,35 @@ def test_split_keeps_a_rare_class_in_training_when_it_cannot_be_everywhere():
         split = split_shards(shards, seed=seed, classes_of=holds)
         assert any(holds[s][1] for s in split["train"])
         assert any(holds[s][1] for s in split["val"] + split["test"])
+
+
+def test_draw_offsets_use_each_candidates_own_chunk():
+    chunks = np.array([128] * 5 + [512] * 5)
+    d = draw(np.full(10, 0.1), 4000, np.random.default_rng(0), chunk=chunks, patch=128)
+    small = [x for x in d if x.candidate < 5]
+    large = [x for x in d if x.candidate >= 5]
+    assert all(x.dy == 0 and x.dx == 0 for x in small)
+    assert max(x.dy for x in large) == 384 and max(x.dx for x in large) == 384
+
+
+def test_scenes_on_one_grid_split_by_ground_not_by_date():
+    from models import Radiometry
+    from training import SceneRef
+    from training._plan import _split_ground
+
+    def scene(item, grid_id):
+        return SceneRef("c", item, f"zarr/c/{item}.zarr", ("red",), (2048, 2048), 512, 128,
+                        Radiometry(1e-4, 0, 0), ("a", "b"), grid_id)
+
+    scenes = [scene("date1", "g1"), scene("date2", "g1"), scene("other", "g2")]
+    labelled = [(s.collection, s.item, y, x) for s in scenes for y in range(4)
+                for x in range(4)]
+    present = {sid: np.array([True, True]) for sid in labelled}
+    split = _split_ground(scenes, labelled, present, seed=0)
+    where = {sid: k for k, v in split.items() for sid in v}
+    assert len(where) == len(labelled)
+    for y in range(4):
+        for x in range(4):
+            assert where[("c", "date1", y, x)] == where[("c", "date2", y, x)]
+    assert {where[("c", "other", y, x)] for y in range(4) for x in range(4)} == {
+        "train", "val", "test"}

@@ -7,13 +7,22 @@ used. The per-chunk label histograms are read here (small); pixels are not.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from chunkstore import InputError, NotFoundError, Store, list_collections, list_items, scene_key
+from chunkstore import (
+    InputError,
+    NotFoundError,
+    Store,
+    list_collections,
+    list_items,
+    read_georef,
+    scene_key,
+)
 from models import Radiometry
 
 
@@ -28,6 +37,7 @@ class SceneRef:
     chunk: int
     radiometry: Radiometry
     classes: tuple[str, ...]
+    grid_id: str = ""  # equal for scenes on the same CRS, transform and shard size
 
 
 def labelled_scenes(store: Store, collections: Sequence[str]) -> list[SceneRef]:
@@ -55,15 +65,19 @@ def labelled_scenes(store: Store, collections: Sequence[str]) -> list[SceneRef]:
             attrs = dict(group.attrs)
             a = meta.get("attributes", {})
             fill = meta.get("fill_value")
+            crs_wkt, transform = read_georef(store, key)
+            shard = int(attrs.get("shard", 2048))
+            grid_id = hashlib.sha1(json.dumps([crs_wkt, list(transform), shard]).encode()
+                                   ).hexdigest()[:12]
             out.append(SceneRef(
                 collection=c, item=it["id"], key=key,
                 bands=tuple(str(b) for b in group["band"][:]),
-                shape=tuple(meta["shape"][1:]), shard=int(attrs.get("shard", 2048)),
+                shape=tuple(meta["shape"][1:]), shard=shard,
                 chunk=int(attrs.get("chunk", 256)),
                 radiometry=Radiometry(float(a.get("scale_factor", 1.0)),
                                       float(a.get("add_offset", 0.0)),
                                       None if fill is None else float(fill)),
-                classes=tuple(it["properties"]["satchunk:label_classes"])))
+                classes=tuple(it["properties"]["satchunk:label_classes"]), grid_id=grid_id))
     first = out[0]
     for s in out[1:]:
         if s.classes != first.classes:

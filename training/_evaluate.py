@@ -106,8 +106,11 @@ def evaluate_checkpoint(store: Store, model: Store, collections: Sequence[str] |
     keep = set(names)
     plan = make_plan(store, scenes, 0,
                      split={k: [s for s in v if s[0] in keep] for k, v in shards.items()})
-    ds = PatchDataset(store, store.credentials, plan.scenes, adapter.spec, plan.patches(split),
-                      max(s.chunk for s in plan.scenes))
+    try:
+        ds = PatchDataset(store, store.credentials, plan.scenes, adapter.spec,
+                          plan.patches(split), max(s.chunk for s in plan.scenes))
+    except ModelError as exc:  # a scene lacks a band the model needs
+        raise InputError(str(exc)) from None
     cm = split_confusion(adapter, ds, batch, workers, progress, f"evaluate {split}")
     result = {"model": model.uri, "model_id": adapter.spec.model_id, "split": split,
               "collections": names, "shards": len(plan.split[split]), **scores(

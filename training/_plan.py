@@ -32,6 +32,24 @@ class Plan:
         return {"seed": seed, **{k: [list(s) for s in v] for k, v in self.split.items()}}
 
 
+def _split_ground(scenes: Sequence[SceneRef], labelled: list[ShardId],
+                  present: dict[ShardId, np.ndarray], seed: int) -> dict[str, list[ShardId]]:
+    """Split by ground, not by scene: shards of scenes on the same grid (several dates
+    of one tile) at the same (shard_y, shard_x) cover the same ground and go to the
+    same split."""
+    grid = {(s.collection, s.item): s.grid_id for s in scenes}
+    members: dict[ShardId, list[ShardId]] = {}
+    for sid in labelled:
+        ground = ("ground", grid[sid[:2]], sid[2], sid[3])
+        members.setdefault(ground, []).append(sid)
+    holds = {g: np.any([present[m] for m in ms], axis=0) for g, ms in members.items()}
+    try:
+        by_ground = split_shards(list(members), seed, classes_of=holds)
+    except SplitError as exc:
+        raise InputError(str(exc)) from None
+    return {k: sorted(m for g in v for m in members[g]) for k, v in by_ground.items()}
+
+
 def make_plan(store: Store, scenes: Sequence[SceneRef], seed: int,
               split: dict[str, list[ShardId]] | None = None) -> Plan:
     """Split the labelled shards (or use ``split``) and list each split's candidates."""
@@ -53,10 +71,7 @@ def make_plan(store: Store, scenes: Sequence[SceneRef], seed: int,
         raise InputError(f"class(es) {', '.join(absent)} have no labelled pixel in any scene: "
                          "add scenes that contain them or relabel with fewer classes")
     if split is None:
-        try:
-            split = split_shards(labelled, seed, classes_of=present)
-        except SplitError as exc:
-            raise InputError(str(exc)) from None
+        split = _split_ground(scenes, labelled, present, seed)
     where = {(s.collection, s.item): i for i, s in enumerate(scenes)}
     cands = {}
     for name, shards in split.items():

@@ -88,13 +88,14 @@ class Draw:
     aug: int
 
 
-def draw(weights: np.ndarray, n: int, rng: np.random.Generator, *, chunk: int, patch: int,
-         augment: bool = True) -> list[Draw]:
-    """``n`` patches drawn with replacement by ``weights``."""
+def draw(weights: np.ndarray, n: int, rng: np.random.Generator, *,
+         chunk: int | np.ndarray, patch: int, augment: bool = True) -> list[Draw]:
+    """``n`` patches drawn with replacement by ``weights``; ``chunk`` is the inner
+    chunk edge, one for all candidates or one per candidate (scenes may differ)."""
     idx = rng.choice(len(weights), size=n, p=weights)
-    span = chunk - patch + 1
-    dy = rng.integers(0, span, size=n)
-    dx = rng.integers(0, span, size=n)
+    span = (np.broadcast_to(np.asarray(chunk), weights.shape)[idx] - patch + 1).clip(min=1)
+    dy = rng.integers(0, span)
+    dx = rng.integers(0, span)
     aug = rng.integers(0, 8, size=n) if augment else np.zeros(n, dtype=np.int64)
     return [Draw(int(i), int(a), int(b), int(c)) for i, a, b, c in zip(idx, dy, dx, aug,
                                                                         strict=True)]

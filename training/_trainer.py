@@ -25,7 +25,7 @@ from ._checkpoints import has_checkpoint, load_last, save_best, save_last, saved
 from ._data import SceneRef, labelled_scenes
 from ._dataset import PatchDataset, PlannedPatch, loader
 from ._evaluate import split_confusion
-from ._losses import LOSSES, make_loss
+from ._losses import IGNORE, LOSSES, make_loss
 from ._metrics import scores
 from ._plan import Plan, make_plan
 from ._sampler import MODES, chunk_weights, class_weights, draw
@@ -33,6 +33,9 @@ from ._split import ShardId
 
 log = logging.getLogger("satchunk.train")
 KINDS = ("unet", "segformer")
+# options that shape the run: a resumed run must use the same ones
+RUN_OPTIONS = ("epochs", "steps", "batch", "lr", "weight_decay", "patch", "sampler", "exponent",
+               "loss", "class_weights", "seed")
 
 
 @dataclass
@@ -77,6 +80,12 @@ class TrainConfig:
             bad.append(f"--loss {self.loss!r}: use {' or '.join(LOSSES)}")
         if self.class_weights not in ("auto", "none"):
             bad.append(f"--class-weights {self.class_weights!r}: use auto or none")
+        if self.patience < 1:
+            bad.append(f"--patience {self.patience} must be at least 1")
+        if self.seed < 0:
+            bad.append(f"--seed {self.seed} must be >= 0")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            bad.append(f"--device {self.device!r}: use auto, cpu, cuda or cuda:N")
         if self.workers < 0:
             bad.append(f"--workers {self.workers} must be >= 0")
         if self.patch is not None and self.patch < 16:
@@ -90,8 +99,8 @@ def _device(name: str) -> str:
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device here; use --device cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: no CUDA device here; use --device cpu")
     return name
 
 
@@ -178,19 +187,27 @@ def train(store: Store, out: Store, cfg: TrainConfig, *, resume: bool = False,
         return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    options = {k: getattr(cfg, k) for k in RUN_OPTIONS}
     state: dict[str, Any] = {"epoch": 0, "step": 0, "best_miou": -1.0, "best_epoch": None,
-                             "since_best": 0, "history": []}
+                             "since_best": 0, "history": [], "options": options}
     if resume:
         state = load_last(out, module, spec, opt, schedule)
         spec = state.pop("spec")  # keep the saved normalization
         adapter.spec = spec
+        changed = sorted(k for k, v in state.get("options", {}).items() if options.get(k) != v)
+        if changed:
+            was = ", ".join(f"{k}={state['options'][k]}" for k in changed)
+            raise InputError(f"--resume: {', '.join(changed)} differ from the run at {out.uri} "
+                             f"(it used {was}); resume with the same options or train to "
+                             "another --out")
     weights = chunk_weights(plan.candidates["train"].counts, cfg.sampler, cfg.exponent)
+    chunks = np.array([plan.scenes[i].chunk for i in plan.candidates["train"].scene])
     cw = None
     if cfg.class_weights == "auto":
         cw = torch.tensor(class_weights(plan.candidates["train"].class_pixels),
                           dtype=torch.float32, device=device)
     loss_fn = make_loss(cfg.loss, cw)
-    use_amp = device == "cuda"
+    use_amp = device.startswith("cuda")
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
     writer = _writer(logdir)
     val_plan = plan.patches("val")
@@ -210,22 +227,25 @@ def train(store: Store, out: Store, cfg: TrainConfig, *, resume: bool = False,
         torch.manual_seed(cfg.seed * 1000 + epoch)
         rng = np.random.default_rng([cfg.seed, epoch])
         c = plan.candidates["train"]
-        draws = draw(weights, cfg.steps * cfg.batch, rng, chunk=min(s.chunk for s in
-                                                                      plan.scenes),
-                     patch=patch, augment=True)
+        draws = draw(weights, cfg.steps * cfg.batch, rng, chunk=chunks, patch=patch)
         ds = PatchDataset(store, store.credentials, plan.scenes, spec,
                           [PlannedPatch(int(c.scene[d.candidate]), int(c.y0[d.candidate]),
                                         int(c.x0[d.candidate]), d.dy, d.dx, d.aug)
                            for d in draws], patch)
         batches = loader(ds, cfg.batch, cfg.workers)
         module.train()
-        losses = []
+        losses: list[float] = []
+        skipped = 0
         t0 = time.perf_counter()
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
                    disable=not progress, leave=False)
         for x, y in bar:
             x, y = x.to(device), y.to(device)
-            with torch.autocast(device_type=device, dtype=torch.float16, enabled=use_amp):
+            if not (y != IGNORE).any():  # labels only where the image is nodata: no signal
+                skipped += 1
+                continue
+            with torch.autocast(device_type=device.split(":")[0], dtype=torch.float16,
+                                enabled=use_amp):
                 loss = loss_fn(adapter.logits(x), y)
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
@@ -245,7 +265,9 @@ def train(store: Store, out: Store, cfg: TrainConfig, *, resume: bool = False,
         train_s = time.perf_counter() - t0
         cm = split_confusion(adapter, val_ds, cfg.batch, cfg.workers, progress, "validate")
         val = scores(cm, spec.classes)
-        row = {"epoch": epoch + 1, "step": state["step"], "train_loss": float(np.mean(losses)),
+        row = {"epoch": epoch + 1, "step": state["step"],
+               "train_loss": float(np.mean(losses)) if losses else None,
+               "skipped_batches": skipped,
                "val_miou": val["miou"], "train_seconds": round(train_s, 2),
                "patches_per_second": round(len(ds) / train_s, 2)}
         state["history"].append(row)
@@ -265,15 +287,12 @@ def train(store: Store, out: Store, cfg: TrainConfig, *, resume: bool = False,
             for cname, m in val["per_class"].items():
                 if m["iou"] is not None:
                     writer.add_scalar(f"val/iou/{cname}", m["iou"], state["step"])
-            writer.flush()
-            _upload_logs(out, logdir)
-        log.debug("epoch %d: loss %.4f, val mIoU %.4f%s", epoch + 1, row["train_loss"],
-                 val["miou"] or 0.0, " (best)" if improved else "")
+            _upload_logs(out, writer)
         if on_epoch is not None:
             on_epoch(row)
     if writer is not None:
+        _upload_logs(out, writer)
         writer.close()
-        _upload_logs(out, logdir)
     return {"out": out.uri, "model_id": spec.model_id, "best_epoch": state["best_epoch"],
             "best_val_miou": state["best_miou"], "epochs_run": state["epoch"],
             "early_stopped": stopped, "seconds": round(time.perf_counter() - t_start, 2),
@@ -291,11 +310,10 @@ def _writer(logdir: Path | None) -> Any:
     return SummaryWriter(str(logdir))
 
 
-def _upload_logs(out: Store, logdir: Path | None) -> None:
-    """Copy the TensorBoard event files next to the checkpoint (``OUT/logs/``)."""
-    if logdir is None:
-        return
-    for f in sorted(logdir.rglob("*")):
-        if f.is_file():
-            out.write_bytes(f"logs/{f.relative_to(logdir).as_posix()}", f.read_bytes())
+def _upload_logs(out: Store, writer: Any) -> None:
+    """Copy this run's TensorBoard event file next to the checkpoint (``OUT/logs/``);
+    nothing else from the log folder."""
+    writer.flush()
+    f = Path(writer.file_writer.event_writer._file_name)
+    out.write_bytes(f"logs/{f.name}", f.read_bytes())
 
