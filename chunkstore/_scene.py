@@ -215,12 +215,13 @@ def done_shards(store: Store, key: str) -> set[tuple[int, int]]:
     return shard_objects(store, f"{key}/{REFLECTANCE}/c/0")
 
 
-def shard_objects(store: Store, prefix: str) -> set[tuple[int, int]]:
-    """(sy, sx) of the shard objects ``PREFIX/sy/sx`` of a 2-D sharded array."""
+def shard_objects(store: Store, prefix: str, ndim: int = 2) -> set[tuple[int, int]]:
+    """(sy, sx) of the shard objects ``PREFIX/sy/sx[/...]`` of a sharded array whose
+    chunk keys have ``ndim`` parts, the first two being the shard row and column."""
     done = set()
     for k in store.list(prefix):
         parts = k[len(prefix) + 1:].split("/")
-        if len(parts) == 2 and all(p.isdigit() for p in parts):
+        if len(parts) == ndim and all(p.isdigit() for p in parts):
             done.add((int(parts[0]), int(parts[1])))
     return done
 
@@ -309,13 +310,7 @@ def add_label(store: Store, key: str, classes: Sequence[str],
 
 def done_label_shards(store: Store, key: str) -> set[tuple[int, int]]:
     """Shards whose ``label_histogram`` slot exists (the last object a label task writes)."""
-    prefix = f"{key}/{HISTOGRAM}/c"
-    done = set()
-    for k in store.list(prefix):
-        parts = k[len(prefix) + 1:].split("/")
-        if len(parts) == 5 and all(p.isdigit() for p in parts):
-            done.add((int(parts[0]), int(parts[1])))
-    return done
+    return shard_objects(store, f"{key}/{HISTOGRAM}/c", ndim=5)
 
 
 def write_label_shard(store: Store, key: str, sy: int, sx: int, label: np.ndarray) -> None:

@@ -366,7 +366,7 @@ def train(
     from pathlib import Path
 
     from chunkstore import model_key
-    from training import TrainConfig, prepare
+    from training import TrainConfig, prepare, saved_split
     from training import train as run_training
 
     cfg = TrainConfig(collections=list(collection), model=model, epochs=epochs, steps=steps,
@@ -377,9 +377,10 @@ def train(
                       val_patches=val_patches)
     st = open_store(store, endpoint_url)
     st.check()
-    _, spec, _ = prepare(st, cfg)  # every input checked before anything is written
     dest = (open_store(out, st.endpoint_url).with_credentials(st.credentials) if out
-            else st.child(model_key(spec.name, spec.version)))
+            else st.child(model_key(cfg.model_name(), cfg.version)))
+    # every input checked before anything is written; a resumed run keeps its split
+    prepared = prepare(st, cfg, saved_split(dest) if resume else None)
     dest.check()  # reachable and usable before an epoch is spent
     config = dataclasses.asdict(cfg) | {"out": dest.uri, "resume": resume}
 
@@ -388,7 +389,7 @@ def train(
         if not as_json:
             typer.echo(f"checkpoints -> {dest.uri}; TensorBoard: tensorboard --logdir {tb}")
         return run_training(st, dest, cfg, resume=resume, logdir=tb, progress=not as_json,
-                            on_epoch=None if as_json else _echo_epoch)
+                            on_epoch=None if as_json else _echo_epoch, prepared=prepared)
 
     result = _run_job(st, "train", config, work)
     if as_json:

@@ -1,7 +1,7 @@
 """Training: class-balanced patches streamed from the store, losses, metrics, the loop,
 checkpoints and evaluation."""
 
-from ._checkpoints import has_checkpoint
+from ._checkpoints import has_checkpoint, saved_split
 from ._data import SceneRef, labelled_scenes, read_histogram
 from ._dataset import PatchDataset, PlannedPatch
 from ._evaluate import confusion_png, evaluate_checkpoint, split_confusion
@@ -15,7 +15,7 @@ from ._trainer import KINDS, TrainConfig, prepare, train
 __all__ = [
     "KINDS", "LOSSES", "MODES", "SPLITS", "Candidates", "PatchDataset", "Plan", "PlannedPatch",
     "SceneRef", "TrainConfig", "augment", "chunk_weights", "class_weights", "confusion",
-    "confusion_png", "evaluate_checkpoint", "has_checkpoint", "labelled_scenes", "make_loss",
-    "make_plan", "prepare", "read_histogram", "scores", "split_confusion", "split_shards",
-    "draw", "train",
+    "confusion_png", "draw", "evaluate_checkpoint", "has_checkpoint", "labelled_scenes",
+    "make_loss", "make_plan", "prepare", "read_histogram", "saved_split", "scores",
+    "split_confusion", "split_shards", "train",
 ]

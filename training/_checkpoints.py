@@ -17,6 +17,8 @@ from typing import Any
 from chunkstore import InputError, Store
 from models import CONFIG, WEIGHTS, ModelError, ModelSpec, save_checkpoint
 
+from ._split import SPLITS
+
 LAST = "last"
 SPLIT = "split.json"
 STATE_TENSORS, STATE_JSON = "state.safetensors", "state.json"
@@ -40,7 +42,7 @@ def saved_split(store: Store) -> dict[str, list[tuple]] | None:
     if not store.exists(SPLIT):
         return None
     saved = json.loads(store.read_bytes(SPLIT))
-    return {k: [tuple(s) for s in saved[k]] for k in ("train", "val", "test")}
+    return {k: [tuple(s) for s in saved[k]] for k in SPLITS}
 
 
 def _write(store: Store, prefix: str, files: Mapping[str, bytes]) -> None:

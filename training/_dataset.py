@@ -20,9 +20,8 @@ from chunkstore import Credentials, Store
 from models import ModelSpec, match_bands, model_inputs
 
 from ._data import SceneRef
+from ._metrics import IGNORE
 from ._sampler import augment
-
-IGNORE = 255
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from chunkstore import InputError, Store
 from models import ModelError
 
 from ._metrics import confusion
+from ._split import SPLITS
 
 
 def split_confusion(adapter: Any, dataset: Any, batch: int = 8, workers: int = 0,
@@ -86,8 +87,8 @@ def evaluate_checkpoint(store: Store, model: Store, collections: Sequence[str] |
         adapter = load_checkpoint(read, model.uri)
     except ModelError as exc:
         raise InputError(str(exc)) from None
-    if split not in ("train", "val", "test"):
-        raise InputError(f"--split {split!r}: use train, val or test")
+    if split not in SPLITS:
+        raise InputError(f"--split {split!r}: use {', '.join(SPLITS)}")
     shards = saved_split(model)
     if shards is None:
         raise InputError(f"{model.uri} has no {SPLIT}: evaluate a checkpoint written by "

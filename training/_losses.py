@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-IGNORE = 255
+from ._metrics import IGNORE
+
 LOSSES = ("ce", "focal-dice")
 
 

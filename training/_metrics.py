@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
-IGNORE = 255
+from chunkstore import LABEL_NODATA
+
+IGNORE = LABEL_NODATA  # label pixels that count for nothing, in losses and metrics
 
 
 def confusion(pred: np.ndarray, target: np.ndarray, k: int) -> np.ndarray:

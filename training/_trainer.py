@@ -25,8 +25,8 @@ from ._checkpoints import has_checkpoint, load_last, save_best, save_last, saved
 from ._data import SceneRef, labelled_scenes
 from ._dataset import PatchDataset, PlannedPatch, loader
 from ._evaluate import split_confusion
-from ._losses import IGNORE, LOSSES, make_loss
-from ._metrics import scores
+from ._losses import LOSSES, make_loss
+from ._metrics import IGNORE, scores
 from ._plan import Plan, make_plan
 from ._sampler import MODES, chunk_weights, class_weights, draw
 from ._split import ShardId
@@ -61,6 +61,9 @@ class TrainConfig:
     version: str = "1"
     device: str = "auto"
     val_patches: int = 512    # cap on validation patches per epoch (evaluate reads all)
+
+    def model_name(self) -> str:
+        return self.name or f"{self.model.replace(':', '-')}-{self.collections[0]}"
 
     def check(self) -> None:
         bad = []
@@ -119,7 +122,7 @@ def _norm_stats(store: Store, plan: Plan, spec: ModelSpec, patch: int, seed: int
                       [PlannedPatch(int(cands.scene[i]), int(cands.y0[i]), int(cands.x0[i]))
                        for i in picks], patch)
     xs = [ds.read(p) for p in ds.plan]
-    vals = np.concatenate([x[:, y != 255].reshape(x.shape[0], -1) for x, y in xs], axis=1)
+    vals = np.concatenate([x[:, y != IGNORE].reshape(x.shape[0], -1) for x, y in xs], axis=1)
     mean = vals.mean(axis=1)
     std = np.maximum(vals.std(axis=1), 1e-6)
     return [float(v) for v in mean], [float(v) for v in std]
@@ -127,8 +130,9 @@ def _norm_stats(store: Store, plan: Plan, spec: ModelSpec, patch: int, seed: int
 
 def prepare(store: Store, cfg: TrainConfig, split: dict[str, list[ShardId]] | None = None
             ) -> tuple[Plan, ModelSpec, int]:
-    """Check everything and plan (with ``split`` when given), before anything is
-    written: (plan, spec without normalization, patch size)."""
+    """Check everything and plan (with ``split`` when given; a resumed run passes
+    its stored one), before anything is written: (plan, spec without
+    normalization, patch size)."""
     cfg.check()
     scenes = labelled_scenes(store, cfg.collections)
     plan = make_plan(store, scenes, cfg.seed, split)
@@ -138,11 +142,10 @@ def prepare(store: Store, cfg: TrainConfig, split: dict[str, list[ShardId]] | No
         raise InputError(f"--patch {patch} is larger than the scenes' inner chunk ({chunk}): "
                          f"use --patch {chunk} or less, or re-ingest with --chunk {patch}")
     bands = tuple(cfg.bands or _common_bands(scenes))
-    kind = cfg.model
-    name = cfg.name or f"{kind.replace(':', '-')}-{cfg.collections[0]}"
     try:
-        spec = new_model(kind, bands=bands, classes=plan.classes, indices=tuple(cfg.indices),
-                         name=name, version=cfg.version, seed=cfg.seed).spec
+        spec = new_model(cfg.model, bands=bands, classes=plan.classes,
+                         indices=tuple(cfg.indices), name=cfg.model_name(),
+                         version=cfg.version, seed=cfg.seed).spec
         for s in scenes:
             match_bands(spec, s.bands, s.item)
     except ModelError as exc:
@@ -158,13 +161,14 @@ def prepare(store: Store, cfg: TrainConfig, split: dict[str, list[ShardId]] | No
 
 def train(store: Store, out: Store, cfg: TrainConfig, *, resume: bool = False,
           logdir: Path | None = None, progress: bool = True,
-          on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Train; returns a summary. ``out`` receives the checkpoints."""
+          on_epoch: Callable[[dict[str, Any]], None] | None = None,
+          prepared: tuple[Plan, ModelSpec, int] | None = None) -> dict[str, Any]:
+    """Train; returns a summary. ``out`` receives the checkpoints; ``prepared`` is
+    what :func:`prepare` returned for this run, when the caller checked already."""
     import torch
     from tqdm import tqdm
 
-    saved = saved_split(out) if resume else None  # a resumed run keeps its split
-    plan, spec0, patch = prepare(store, cfg, saved)
+    plan, spec0, patch = prepared or prepare(store, cfg, saved_split(out) if resume else None)
     if has_checkpoint(out) and not resume:
         raise InputError(f"{out.uri} already holds a checkpoint: pass --resume to continue it "
                          "or choose another --out")
