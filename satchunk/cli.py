@@ -8,9 +8,6 @@ import logging
 import signal
 import sys
 import threading
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import click
@@ -22,10 +19,10 @@ from chunkstore import (
     find_item,
     list_collections,
     list_items,
-    new_run_id,
     open_store,
-    write_run,
 )
+
+from .jobs import run_job, update_run
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Satellite image segmentation over sharded Zarr on S3, run by Dask.")
@@ -88,7 +85,7 @@ def ingest(
               "resolution": resolution, "labels": labels, "shard": shard, "chunk": chunk,
               "scheduler": scheduler}
     with dask_client(scheduler, quiet=as_json) as client:
-        results = _run_job(st, "ingest", config, lambda record: ingest_scenes(
+        results = run_job(st, "ingest", config, lambda record: ingest_scenes(
             scenes, collection, st, client, resolution=resolution, shard=shard, chunk=chunk,
             progress=not as_json), client=client, key="items")
     if as_json:
@@ -141,7 +138,7 @@ def label(
                                         progress=not as_json))
             return done
 
-        results = _run_job(st, "label", config, work, client=client, key="items")
+        results = run_job(st, "label", config, work, client=client, key="items")
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return
@@ -211,7 +208,7 @@ def predict(
                                          batch=batch, progress=not as_json))
             return done
 
-        results = _run_job(st, "predict", config, work, client=client, key="items")
+        results = run_job(st, "predict", config, work, client=client, key="items")
     if as_json:
         typer.echo(json.dumps([{k: r[k] for k in ("collection", "item", "model_id", "mask",
                                                    "seconds", "status", "written_shards")}
@@ -272,7 +269,7 @@ def export_cmd(
     st = open_store(store, endpoint_url)
     st.check()
     ref = find_mask(st, item, model_id, collection)
-    res = _run_job(st, "export", {"item": item, "model_id": model_id, "format": fmt,
+    res = run_job(st, "export", {"item": item, "model_id": model_id, "format": fmt,
                                   "product": product, "out": out},
                    lambda record: export_cog(st, ref, out, product, progress=not as_json))
     if as_json:
@@ -304,7 +301,7 @@ def vectorize(
     st.check()
     ref = find_mask(st, item, model_id, collection)
     with dask_client(scheduler, quiet=as_json) as client:
-        res = _run_job(st, "vectorize", {"item": item, "model_id": model_id, "out": out,
+        res = run_job(st, "vectorize", {"item": item, "model_id": model_id, "out": out,
                                          "scheduler": scheduler},
                        lambda record: vectorize_mask(st, client, ref, out,
                                                      progress=not as_json), client=client)
@@ -388,10 +385,17 @@ def train(
         tb = Path(logdir) if logdir else Path("runs") / record["run_id"]
         if not as_json:
             typer.echo(f"checkpoints -> {dest.uri}; TensorBoard: tensorboard --logdir {tb}")
-        return run_training(st, dest, cfg, resume=resume, logdir=tb, progress=not as_json,
-                            on_epoch=None if as_json else _echo_epoch, prepared=prepared)
 
-    result = _run_job(st, "train", config, work)
+        def on_epoch(row: dict[str, Any]) -> None:
+            record.setdefault("history", []).append(row)  # the dashboard's live curves
+            update_run(st, record)
+            if not as_json:
+                _echo_epoch(row)
+
+        return run_training(st, dest, cfg, resume=resume, logdir=tb, progress=not as_json,
+                            on_epoch=on_epoch, prepared=prepared)
+
+    result = run_job(st, "train", config, work)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -431,7 +435,7 @@ def evaluate(
     ckpt = (open_store(model.rstrip("/"), st.endpoint_url).with_credentials(st.credentials)
             if "://" in model else open_store(model))
     config = {"model": ckpt.uri, "collections": collection, "split": split}
-    result = _run_job(st, "evaluate", config, lambda record: evaluate_checkpoint(
+    result = run_job(st, "evaluate", config, lambda record: evaluate_checkpoint(
         st, ckpt, collection, split, batch=batch, workers=workers, progress=not as_json))
     if as_json:
         typer.echo(json.dumps(result, indent=2))
@@ -444,49 +448,6 @@ def evaluate(
                           for k in ("iou", "dice", "precision", "recall"))
         typer.echo(f"  {cname:<16} {cells}  support {m['support']}")
     typer.echo("written: " + ", ".join(result["files"]))
-
-
-def _run_job(st: Any, kind: str, config: dict[str, Any],
-             work: Callable[[dict[str, Any]], Any], *, client: Any = None,
-             key: str = "result") -> Any:
-    """Run ``work(record)`` under a job record of ``kind`` written to ``runs/``; its
-    result goes under ``key``. A user error (bad input) leaves no record."""
-    record: dict[str, Any] = {
-        "run_id": new_run_id(kind), "kind": kind, "command": sys.argv[1:] or [kind],
-        "config": config, "store": st.uri, "started": datetime.now(UTC).isoformat(),
-        "status": "running",
-    }
-    if client is not None:
-        record["dask_dashboard"] = client.dashboard_link
-    t0 = time.perf_counter()
-    try:
-        result = work(record)
-    except InputError:
-        raise
-    except BaseException as exc:
-        _finish_run(st, record, t0, exc)
-        raise
-    record[key] = result
-    _finish_run(st, record, t0)
-    return result
-
-
-def _finish_run(st: Any, record: dict[str, Any], t0: float,
-                exc: BaseException | None = None) -> None:
-    """Write the job record as succeeded, or as failed with the first line of ``exc``
-    (best effort then: the store may be what failed)."""
-    record.update(finished=datetime.now(UTC).isoformat(),
-                  seconds=round(time.perf_counter() - t0, 3))
-    if exc is None:
-        record["status"] = "succeeded"
-        write_run(st, record)
-        return
-    record.update(status="failed",
-                  error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    try:
-        write_run(st, record)
-    except SatchunkError:
-        pass
 
 
 @catalog_app.command("ls")
@@ -568,16 +529,50 @@ def store_serve(
 
 
 @app.command()
+def dashboard(
+    store: StoreOpt = None,
+    endpoint_url: EndpointOpt = None,
+    host: Annotated[str, typer.Option(help="address to bind (127.0.0.1 keeps it on this "
+                                      "machine; see the README before exposing it)")
+                    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (0 = any free one)")] = 8050,
+) -> None:
+    """Serve the web dashboard (catalog, items with masks, dataset charts, runs) until
+    Ctrl-C."""
+    from dashboards import start_dashboard
+
+    st = open_store(store, endpoint_url)
+    st.check()
+    served = start_dashboard(st, host, port)
+    typer.echo(f"satchunk dashboard: {served.url} (store {st.describe()}); Ctrl-C stops it")
+    sys.stdout.flush()
+    _wait_for_signal()
+    served.stop()
+
+
+def _wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass
+
+
+@app.command()
 def demo(
     data: Annotated[str, typer.Option("--dir", help="where the demo keeps its store")]
     = ".satchunk-demo",
-    keep_serving: Annotated[bool, typer.Option(help="keep the S3 server running at the "
-                                               "end")] = False,
+    keep_serving: Annotated[bool, typer.Option(help="keep the S3 server, the Dask cluster "
+                                               "and the dashboard up until Ctrl-C")] = False,
+    port: Annotated[int, typer.Option(help="satchunk dashboard port (taken: any free one)")
+                    ] = 8050,
 ) -> None:
-    """Run the end-to-end demo on the bundled real scenes."""
+    """Run the end-to-end demo on the bundled real scenes: ingest, cloud masks, weak labels,
+    a short UNet training, prediction, and both dashboards."""
     from .demo import run_demo
 
-    run_demo(data, keep_serving=keep_serving)
+    run_demo(data, keep_serving=keep_serving, port=port)
 
 
 # typer >= 0.20 runs on a click copy of its own (typer._click), whose exceptions are
