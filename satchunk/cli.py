@@ -357,6 +357,10 @@ def train(
                                                "runs/RUN-ID; also copied to OUT/logs)")] = None,
     store: StoreOpt = None,
     endpoint_url: EndpointOpt = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="tcp://HOST:8786: run "
+                                                  "the training loop as one task on a worker "
+                                                  "of that cluster (e.g. the GPU node)")
+                         ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a segmentation model on patches streamed from the store."""
@@ -384,7 +388,9 @@ def train(
     def work(record: dict[str, Any]) -> dict[str, Any]:
         tb = Path(logdir) if logdir else Path("runs") / record["run_id"]
         if not as_json:
-            typer.echo(f"checkpoints -> {dest.uri}; TensorBoard: tensorboard --logdir {tb}")
+            logs = (f"tensorboard --logdir {tb}" if scheduler is None
+                    else f"the event file goes to {dest.uri}/logs")
+            typer.echo(f"checkpoints -> {dest.uri}; TensorBoard: {logs}")
 
         def on_epoch(row: dict[str, Any]) -> None:
             record.setdefault("history", []).append(row)  # the dashboard's live curves
@@ -392,9 +398,20 @@ def train(
             if not as_json:
                 _echo_epoch(row)
 
-        return run_training(st, dest, cfg, resume=resume, logdir=tb, progress=not as_json,
-                            on_epoch=on_epoch, prepared=prepared)
+        if scheduler is None:
+            return run_training(st, dest, cfg, resume=resume, logdir=tb,
+                                progress=not as_json, on_epoch=on_epoch, prepared=prepared)
+        from .cluster import dask_client
+        from .remote import on_worker, train_task
 
+        with dask_client(scheduler, quiet=as_json) as client:
+            record["dask_dashboard"] = client.dashboard_link
+            update_run(st, record)
+            return on_worker(client, train_task, st.without_credentials(),
+                             dest.without_credentials(), st.credentials, cfg, resume, prepared,
+                             logdir, on_event=on_epoch)
+
+    config["scheduler"] = scheduler
     result = run_job(st, "train", config, work)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
@@ -424,6 +441,9 @@ def evaluate(
     workers: Annotated[int, typer.Option(help="DataLoader worker processes")] = 2,
     store: StoreOpt = None,
     endpoint_url: EndpointOpt = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="tcp://HOST:8786: "
+                                                  "evaluate as one task on a worker of that "
+                                                  "cluster")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Per-class IoU, Dice, precision, recall, accuracy and the confusion matrix over every
@@ -434,9 +454,24 @@ def evaluate(
     st.check()
     ckpt = (open_store(model.rstrip("/"), st.endpoint_url).with_credentials(st.credentials)
             if "://" in model else open_store(model))
-    config = {"model": ckpt.uri, "collections": collection, "split": split}
-    result = run_job(st, "evaluate", config, lambda record: evaluate_checkpoint(
-        st, ckpt, collection, split, batch=batch, workers=workers, progress=not as_json))
+    config = {"model": ckpt.uri, "collections": collection, "split": split,
+              "scheduler": scheduler}
+
+    def work(record: dict[str, Any]) -> dict[str, Any]:
+        if scheduler is None:
+            return evaluate_checkpoint(st, ckpt, collection, split, batch=batch,
+                                       workers=workers, progress=not as_json)
+        from .cluster import dask_client
+        from .remote import evaluate_task, on_worker
+
+        with dask_client(scheduler, quiet=as_json) as client:
+            record["dask_dashboard"] = client.dashboard_link
+            update_run(st, record)
+            return on_worker(client, evaluate_task, st.without_credentials(),
+                             ckpt.without_credentials(), st.credentials, collection, split,
+                             batch, workers)
+
+    result = run_job(st, "evaluate", config, work)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

@@ -232,3 +232,24 @@ def test_bad_inputs_are_refused_before_any_write(capsys, cli, s2_dir, client, tm
     # an unreachable store
     assert_refused(capsys, ["train", "--collection", COLL, *FAST, "--endpoint-url",
                             "http://127.0.0.1:9"], "127.0.0.1:9")
+
+
+def test_train_and_evaluate_on_a_running_cluster(capsys, cli, client):
+    """--scheduler: the loop runs as one task on a worker of that cluster (daemonic
+    worker: no DataLoader processes), epochs reach the job record as they end."""
+    from chunkstore import list_runs
+
+    out = cli.url("models/remote/1")
+    address = client.scheduler.address
+    r = run_json(capsys, ["train", "--collection", COLL, "--out", out, *FAST,
+                          "--epochs", "2", "--scheduler", address])
+    assert r["worker"] in client.scheduler_info()["workers"] and r["epochs_run"] == 2
+    assert cli.exists("models/remote/1/model.safetensors")
+    record = next(x for x in list_runs(cli) if x["kind"] == "train"
+                  and x["config"]["out"] == out)
+    assert record["status"] == "succeeded" and record["config"]["scheduler"] == address
+    assert [h["epoch"] for h in record["history"]] == [1, 2]  # published live, per epoch
+    assert record["dask_dashboard"] == client.dashboard_link
+    e = run_json(capsys, ["evaluate", "--model", out, "--scheduler", address])
+    assert e["worker"] in client.scheduler_info()["workers"] and e["pixels"] > 0
+    assert cli.exists("models/remote/1/eval/test.json")

@@ -1,0 +1,95 @@
+"""Running a whole job (training, evaluation) as one task on a worker of a running Dask
+cluster, e.g. the node with the GPU, while this process reports its progress."""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import queue
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from chunkstore import Credentials, Store
+
+
+def on_worker(client: Any, fn: Callable[..., Any], *args: Any,
+              on_event: Callable[[Any], None] | None = None, **kwargs: Any) -> Any:
+    """``fn(*args, topic=TOPIC, **kwargs)`` on one worker; events it logs to ``TOPIC``
+    (``distributed.get_worker().log_event``) reach ``on_event`` here, in this thread."""
+    from distributed import wait
+
+    topic = f"satchunk-{uuid.uuid4().hex[:12]}"
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    client.subscribe_topic(topic, lambda ev: events.put(ev[1]))
+
+    def drain() -> None:
+        while not events.empty():
+            msg = events.get()
+            if on_event is not None:
+                on_event(msg)
+
+    fut = client.submit(fn, *args, topic=topic, pure=False, **kwargs)
+    try:
+        while True:
+            try:
+                wait(fut, timeout=0.5)
+                break
+            except TimeoutError:
+                drain()
+        drain()
+        return fut.result()
+    except BaseException:
+        fut.cancel()
+        raise
+    finally:
+        client.unsubscribe_topic(topic)
+
+
+def _publish(topic: str) -> Callable[[dict[str, Any]], None]:
+    from distributed import get_worker
+
+    worker = get_worker()
+    return lambda row: worker.log_event(topic, row)
+
+
+def _daemon_safe(cfg: Any) -> Any:
+    """A Dask worker process is daemonic unless configured otherwise, and a daemonic
+    process cannot start DataLoader workers: load in the worker process then."""
+    if multiprocessing.current_process().daemon and cfg.workers:
+        return dataclasses.replace(cfg, workers=0)
+    return cfg
+
+
+def train_task(store: Store, dest: Store, credentials: Credentials, cfg: Any, resume: bool,
+               prepared: Any, logdir: str | None, *, topic: str) -> dict[str, Any]:
+    """``training.train`` on a worker; each epoch's row is published to ``topic``. The
+    TensorBoard file goes to ``OUT/logs`` (and stays in ``logdir`` on the worker only
+    when one is given)."""
+    from distributed import get_worker
+
+    from training import train
+
+    with tempfile.TemporaryDirectory(prefix="satchunk-tb-") as tmp:
+        result = train(store.with_credentials(credentials), dest.with_credentials(credentials),
+                       _daemon_safe(cfg), resume=resume, logdir=Path(logdir or tmp),
+                       progress=False, on_epoch=_publish(topic), prepared=prepared)
+    return {**result, "worker": get_worker().address}
+
+
+def evaluate_task(store: Store, model: Store, credentials: Credentials,
+                  collections: list[str] | None, split: str, batch: int, workers: int, *,
+                  topic: str) -> dict[str, Any]:
+    """``training.evaluate_checkpoint`` on a worker."""
+    from training import evaluate_checkpoint
+
+    if multiprocessing.current_process().daemon:
+        workers = 0
+    from distributed import get_worker
+
+    result = evaluate_checkpoint(store.with_credentials(credentials),
+                                 model.with_credentials(credentials), collections, split,
+                                 batch=batch, workers=workers, progress=False)
+    return {**result, "worker": get_worker().address}
