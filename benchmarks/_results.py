@@ -1,12 +1,100 @@
-"""Write a benchmark's results JSON and print it."""
+"""What every benchmark shares: the run's header, the results file, the embedded S3
+server with a local Dask cluster, and mosaics of the real Sentinel-2 crop ingested
+into it."""
 
 from __future__ import annotations
 
 import json
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+from benchmarks.mosaic import build_mosaic
+from chunkstore import Store, open_store, start_s3_server
+from ingest import SceneSource, check_inputs, ingest_scenes
+from satchunk.cluster import dask_client
+from satchunk.demo import sample_scenes
+
+COLLECTION = "bench"
+ACQUIRED = "2020-01-01T00:00:00Z"
+
+
+def machine() -> str:
+    """'AMD EPYC ... , 2 cores, 24 GB RAM, no GPU' (the CPU as /proc/cpuinfo names it)."""
+    import psutil
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = psutil.virtual_memory().total / 2**30
+    return f"{cpu}, {os.cpu_count()} cores, {ram:.0f} GB RAM, {gpu_name() or 'no GPU'}"
+
+
+def gpu_name() -> str | None:
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except Exception:
+        return None
+
+
+def header() -> dict[str, Any]:
+    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine()}
 
 
 def save(results: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
+
+
+@dataclass
+class Bench:
+    """One embedded S3 server and one local cluster (2 workers x 1 thread by default)."""
+
+    server: Any
+    client: Any
+    tmp: Path
+
+    def store(self, prefix: str) -> Store:
+        env = self.server.env(prefix)
+        return open_store(env["SATCHUNK_STORE"], env=env)
+
+    def mosaic_scene(self, size: int, shard: int, chunk: int) -> SceneSource:
+        folder = build_mosaic(sample_scenes()["sentinel-2"], self.tmp, size)
+        return check_inputs([str(folder)], COLLECTION, shard=shard, chunk=chunk,
+                            acquired=ACQUIRED)[0]
+
+    def ingested(self, size: int, prefix: str, shard: int, chunk: int,
+                 progress: bool = False) -> tuple[Store, str]:
+        """A ``size``^2 mosaic ingested under ``prefix``; (store, item id)."""
+        store = self.store(prefix)
+        scene = self.mosaic_scene(size, shard, chunk)
+        ingest_scenes([scene], COLLECTION, store, self.client, shard=shard, chunk=chunk,
+                      progress=progress)
+        return store, scene.item_id
+
+
+@contextmanager
+def bench_env(workers: int = 2, threads: int = 1) -> Iterator[Bench]:
+    tmp = Path(tempfile.mkdtemp(prefix="satchunk-bench-"))
+    server = start_s3_server(tmp / "s3", bucket="bench")
+    try:
+        with dask_client(workers=workers, threads_per_worker=threads, quiet=True) as client:
+            yield Bench(server, client, tmp)
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)

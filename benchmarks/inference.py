@@ -1,33 +1,34 @@
 """Inference benchmarks on mosaics of the real Sentinel-2 crop, against the embedded S3 server.
 
 P1: end-to-end predict (S3 -> Dask -> S3) time / pure model compute on the identical
-padded tiles (every shard with its context) with the same workers and threads
-(target <= 1.10).
-P2-inference: peak worker RSS predicting 16384^2 / 2048^2 (target <= 1.15).
+padded tiles (every shard with its context) with the same workers and threads, for
+the UNet, SegFormer and the ukis-csmask ONNX model (target <= 1.10).
+Scheduling: Dask's share of the graph's wall time (1 - task seconds / (threads x wall
+from the first task start to the last task end), target <= 2 %), tasks per second, and
+the useful-pixel share of the overlap (mask pixels / pixels the model computes, and
+mask pixels / pixels read with the context).
+P2-inference: peak worker RSS predicting 16384^2 / 2048^2 (target <= 1.15), with a
+small UNet so that the pipeline's own buffers, not the model's, dominate the RSS.
 Medians of --repeats runs.
 
-    python -m benchmarks.inference [--model ukis-csmask:4b] [--sizes 2048,16384]
-                                   [--p1-size 4096] [--repeats 3]
+    python -m benchmarks.inference [--models unet,segformer,ukis-csmask:4b]
+        [--p1-size 2048] [--p1-shard 1024] [--sizes 2048,8192,16384] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
-import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks._results import save
-from benchmarks.ingest import PeakRSS
-from benchmarks.mosaic import build_mosaic
-from chunkstore import open_store, start_s3_server
+from benchmarks._results import COLLECTION, Bench, bench_env, header, save
+from benchmarks.ingest import SHARD, Busy, PeakRSS, km2
+from chunkstore import ShardGrid, Store, open_scene, scene_key
 from inference import (
+    Radiometry,
     check_item,
     context_depth,
     context_window,
@@ -39,34 +40,26 @@ from inference import (
     worker_threads,
 )
 from inference._block import _mirror
-from ingest import check_inputs, ingest_scenes
-from models import model_inputs
-from satchunk.cluster import dask_client
-from satchunk.demo import sample_scenes
+from models import call_batch, model_inputs, new_model, save_checkpoint
 
-SHARD, CHUNK = 2048, 256
+CHUNK = 256
+P2_MODEL = {"width": 8, "depth": 3}  # unet: the pipeline's memory, not the model's
 
 
-def _ingest(server, tmp, client, size, prefix):
-    env = server.env(prefix)
-    store = open_store(env["SATCHUNK_STORE"], env=env)
-    folder = build_mosaic(sample_scenes()["sentinel-2"], tmp, size)
-    scenes = check_inputs([str(folder)], "bench", shard=SHARD, chunk=CHUNK,
-                          acquired="2020-01-01T00:00:00Z")
-    ingest_scenes(scenes, "bench", store, client, shard=SHARD, chunk=CHUNK, progress=False)
-    return store, scenes[0].item_id
+def _tiles(spec, interior):
+    y0, x0, h, w = interior
+    ys = tile_starts(y0, y0 + h, spec.tile, spec.stride, spec.tile_offset)
+    xs = tile_starts(x0, x0 + w, spec.tile, spec.stride, spec.tile_offset)
+    return [(ty, tx) for ty in ys for tx in xs]
 
 
 def _pure(args):
     """Model calls only, on the tiles the pipeline computes for one block."""
-    x, origin, interior, ref, batch = args
+    x, origin, interior, ref = args
     adapter = worker_model(ref, None)
-    spec = adapter.spec
-    T, S = spec.tile, spec.stride
-    y0, x0, h, w = interior
-    ys = tile_starts(y0, y0 + h, T, S, spec.tile_offset)
-    xs = tile_starts(x0, x0 + w, T, S, spec.tile_offset)
-    starts = [(ty, tx) for ty in ys for tx in xs]
+    T = adapter.spec.tile
+    starts = _tiles(adapter.spec, interior)
+    batch = call_batch(adapter)
     t0 = time.perf_counter()
     for b in range(0, len(starts), batch):
         tiles = np.stack([x[:, ty - origin[0]:ty - origin[0] + T, tx - origin[1]:tx - origin[1] + T]
@@ -75,21 +68,19 @@ def _pure(args):
     return len(starts), time.perf_counter() - t0
 
 
-def _padded_blocks(store, item, adapter, names, idx):
+def _padded_blocks(store: Store, item: str, adapter, names, idx, shard: int):
     """Every shard's normalized, mirror-padded model inputs, as the block function makes."""
-    from chunkstore import ShardGrid, open_scene, scene_key
-    from inference import Radiometry
-
-    ds = open_scene(store, scene_key("bench", item), mask_and_scale=False)
+    ds = open_scene(store, scene_key(COLLECTION, item), mask_and_scale=False)
     raw = ds.reflectance.values[list(idx)]
     a = ds.reflectance.attrs  # not decoded: CF attributes stay attributes
     rad = Radiometry(a.get("scale_factor", 1.0), a.get("add_offset", 0.0),
                      float(a.get("_FillValue", 0)))
     d = context_depth(adapter.spec)
     H, W = raw.shape[1:]
+    grid = ShardGrid(H, W, shard, CHUNK)
     out = []
-    for sy, sx in ShardGrid(H, W, SHARD, CHUNK).shards():
-        y0, x0, h, w = interior = ShardGrid(H, W, SHARD, CHUNK).window(sy, sx)
+    for sy, sx in grid.shards():
+        y0, x0, h, w = interior = grid.window(sy, sx)
         wy0, wy1, wx0, wx1 = context_window(interior, d, (H, W))
         x, _ = model_inputs(raw[:, wy0:wy1, wx0:wx1], names, adapter.spec, rad)
         x = _mirror(x, ((0, 0), (wy0 - (y0 - d), y0 + h + d - wy1),
@@ -98,81 +89,136 @@ def _padded_blocks(store, item, adapter, names, idx):
     return out
 
 
-def run(model, sizes, p1_size, repeats, batch, out):
-    tmp = Path(tempfile.mkdtemp(prefix="satchunk-bench-"))
-    server = start_s3_server(tmp / "s3", bucket="bench")
-    results = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
-               "machine": f"{platform.node()} {os.cpu_count()} cores {platform.machine()}",
-               "model": model, "shard": SHARD, "batch": batch}
-    try:
-        with dask_client(workers=2, quiet=True) as client:
-            env = server.env("models")
-            root = open_store(env["SATCHUNK_STORE"], env=env)
-            ref = model_ref(model, root, worker_threads(client))
-            adapter = load_checked(ref, root)
-            results["model_id"] = adapter.spec.model_id
-            # P1: end-to-end against model compute alone on the same tiles
-            store, item = _ingest(server, tmp, client, p1_size, "p1")
-            _, idx, names = check_item(store, item, adapter, "bench")
-            blocks = _padded_blocks(store, item, adapter, names, idx)
-            futs = client.scatter([b[0] for b in blocks])
-            e2e, pure = [], []
-            for i in range(repeats):
-                client.gather(client.map(_pure, [(f, b[1], b[2], ref, batch)
-                                                 for f, b in zip(futs, blocks, strict=True)],
-                                         pure=False))  # warm: models loaded in every worker
-                t0 = time.perf_counter()
-                res = client.gather(client.map(_pure, [(f, b[1], b[2], ref, batch)
-                                                       for f, b in zip(futs, blocks, strict=True)],
-                                               pure=False))
-                pure.append(time.perf_counter() - t0)
-                s = store.with_credentials(store.credentials)
-                s.delete("masks")
-                for key in [k for k in s.list("stac/bench") if "__" in k]:
-                    s.delete(key)
-                t0 = time.perf_counter()
-                predict_item(s, client, item, ref, adapter, collection="bench", batch=batch,
-                             progress=False)
-                e2e.append(time.perf_counter() - t0)
-                print(f"P1 run {i}: end-to-end {e2e[-1]:.1f} s, model compute {pure[-1]:.1f} s, "
-                      f"{sum(r[0] for r in res)} tiles")
-            del futs
-            me, mp = statistics.median(e2e), statistics.median(pure)
-            results["P1"] = {"size": p1_size, "end_to_end_s": round(me, 2),
-                             "model_compute_s": round(mp, 2), "value": round(me / mp, 3),
-                             "target": "<= 1.10", "met": me / mp <= 1.10}
-            # P2: memory against scene size
-            rss = {}
-            for size in sizes:
-                store, item = _ingest(server, tmp, client, size, f"p2-{size}")
-                client.restart()
-                with PeakRSS(client) as m:
-                    t0 = time.perf_counter()
-                    predict_item(store, client, item, ref, adapter, collection="bench",
-                                 batch=batch, progress=True)
-                    dt = time.perf_counter() - t0
-                rss[size] = m.max_worker_mb
-                print(f"predict {size}^2: {dt:.1f} s, peak worker RSS {rss[size]:.0f} MB")
-            lo, hi = min(sizes), max(sizes)
-            results["P2_inference"] = {"peak_rss_mb": {str(k): round(v, 1) for k, v in rss.items()},
-                                       "value": round(rss[hi] / rss[lo], 3), "target": "<= 1.15",
-                                       "met": rss[hi] / rss[lo] <= 1.15}
-    finally:
-        server.stop()
-    save(results, out)
+def useful_share(spec, size: int, shard: int) -> dict:
+    """Mask pixels over the pixels the model computes (tiles x tile^2) and over the
+    pixels read (each shard with its context, clipped to the scene)."""
+    grid = ShardGrid(size, size, shard, CHUNK)
+    d = context_depth(spec)
+    tiles = read = 0
+    for sy, sx in grid.shards():
+        interior = grid.window(sy, sx)
+        tiles += len(_tiles(spec, interior))
+        y0, y1, x0, x1 = context_window(interior, d, (size, size))
+        read += (y1 - y0) * (x1 - x0)
+    return {"tiles": tiles, "computed": round(size * size / (tiles * spec.tile ** 2), 3),
+            "read": round(size * size / read, 3)}
+
+
+def _scheduling(stream: list[dict], nthreads: int) -> dict:
+    """Dask's share of the graph's wall time, from the task stream."""
+    computes = [(s["start"], s["stop"]) for t in stream for s in t["startstops"]
+                if s["action"] == "compute"]
+    t0, t1 = min(a for a, _ in computes), max(b for _, b in computes)
+    busy = sum(b - a for a, b in computes)
+    wall = t1 - t0
+    return {"tasks": len(stream), "graph_wall_s": round(wall, 2),
+            "task_s": round(busy, 2), "dask_share": round(1 - busy / (nthreads * wall), 4),
+            "tasks_per_s": round(len(stream) / wall, 2)}
+
+
+def _fresh(store: Store) -> Store:
+    """The store with every mask and mask item removed, so predict runs again."""
+    s = store.with_credentials(store.credentials)
+    s.delete("masks")
+    for key in [k for k in s.list(f"stac/{COLLECTION}") if "__" in k]:
+        s.delete(key)
+    return s
+
+
+def p1(bench: Bench, model: str, store: Store, item: str, shard: int, size: int,
+       repeats: int) -> dict:
+    """P1, scheduling and inference CPU-s/km^2 for one model on one ingested scene."""
+    from distributed import get_task_stream
+
+    client = bench.client
+    nthreads = sum(client.nthreads().values())
+    ref = model_ref(model, store, worker_threads(client))
+    adapter = load_checked(ref, store)
+    _, idx, names = check_item(store, item, adapter, COLLECTION)
+    blocks = _padded_blocks(store, item, adapter, names, idx, shard)
+    futs = client.scatter([b[0] for b in blocks])
+    args = [(f, b[1], b[2], ref) for f, b in zip(futs, blocks, strict=True)]
+    client.gather(client.map(_pure, args, pure=False))  # every worker has the model loaded
+    e2e, pure, sched, cpu, joules = [], [], [], [], []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        res = client.gather(client.map(_pure, args, pure=False))
+        pure.append(time.perf_counter() - t0)
+        s = _fresh(store)
+        with Busy() as b, get_task_stream(client) as ts:
+            predict_item(s, client, item, ref, adapter, collection=COLLECTION, progress=False)
+        e2e.append(b.wall)
+        cpu.append(b.cpu)
+        joules.append(b.joules)
+        sched.append(_scheduling(ts.data, nthreads))
+        print(f"P1 {model} run {i}: end-to-end {e2e[-1]:.2f} s, model compute {pure[-1]:.2f} s, "
+              f"{sum(r[0] for r in res)} tiles, Dask share {sched[-1]['dask_share']:.2%}")
+    del futs
+    me, mp = statistics.median(e2e), statistics.median(pure)
+    mid = sorted(sched, key=lambda r: r["dask_share"])[len(sched) // 2]
+    return {"model_id": adapter.spec.model_id, "end_to_end_s": round(me, 2),
+            "model_compute_s": round(mp, 2), "value": round(me / mp, 3),
+            "scheduling": mid, "useful_pixels": useful_share(adapter.spec, size, shard),
+            "cpu_s_per_km2": round(statistics.median(cpu) / km2(size), 4),
+            "joules_per_km2": None if None in joules
+            else round(statistics.median(joules) / km2(size), 3)}
+
+
+def p2_model(store: Store) -> str:
+    """A small UNet checkpoint in the store; its reference."""
+    adapter = new_model("unet", **P2_MODEL)
+    for name, data in save_checkpoint(adapter.module, adapter.spec).items():
+        store.write_bytes(f"models/p2-unet/1/{name}", data)
+    return store.url("models/p2-unet/1")
+
+
+def p2(bench: Bench, scenes: dict[int, tuple[Store, str]]) -> dict:
+    """Peak worker RSS predicting each scene with a fresh worker."""
+    client = bench.client
+    rss, secs = {}, {}
+    for size, (store, item) in sorted(scenes.items()):
+        ref = model_ref(p2_model(store), store, worker_threads(client))
+        adapter = load_checked(ref, store)
+        client.restart()
+        with PeakRSS(client) as m:
+            t0 = time.perf_counter()
+            predict_item(store, client, item, ref, adapter, collection=COLLECTION,
+                         progress=False)
+            secs[size] = round(time.perf_counter() - t0, 1)
+        rss[size] = m.max_worker_mb
+        print(f"predict {size}^2: {secs[size]} s, peak worker RSS {rss[size]:.0f} MB")
+    lo, hi = min(rss), max(rss)
+    return {"model": f"unet {P2_MODEL}", "shard": SHARD, "seconds": secs,
+            "peak_rss_mb": {str(k): round(v, 1) for k, v in rss.items()},
+            "value": round(rss[hi] / rss[lo], 3), "target": "<= 1.15",
+            "met": rss[hi] / rss[lo] <= 1.15}
+
+
+def measure_p1(bench: Bench, models: list[str], size: int, shard: int, repeats: int) -> dict:
+    store, item = bench.ingested(size, "p1", shard, CHUNK)
+    per = {m: p1(bench, m, store, item, shard, size, repeats) for m in models}
+    worst = max(r["value"] for r in per.values())
+    return {"size": size, "shard": shard, "models": per, "value": worst, "target": "<= 1.10",
+            "met": worst <= 1.10}
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="ukis-csmask:4b")
-    ap.add_argument("--sizes", default="2048,16384")
-    ap.add_argument("--p1-size", type=int, default=4096)
+    ap.add_argument("--models", default="unet,segformer,ukis-csmask:4b")
+    ap.add_argument("--sizes", default="2048,8192,16384")
+    ap.add_argument("--p1-size", type=int, default=2048)
+    ap.add_argument("--p1-shard", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--out", default="benchmarks/results/inference.json")
     a = ap.parse_args()
-    run(a.model, [int(s) for s in a.sizes.split(",")], a.p1_size, a.repeats, a.batch,
-        Path(a.out))
+    with bench_env() as bench:
+        results = header()
+        results["P1"] = measure_p1(bench, a.models.split(","), a.p1_size, a.p1_shard,
+                                   a.repeats)
+        scenes = {s: bench.ingested(s, f"p2-{s}", SHARD, CHUNK)
+                  for s in (int(v) for v in a.sizes.split(","))}
+        results["P2"] = p2(bench, scenes)
+    save(results, Path(a.out))
 
 
 if __name__ == "__main__":

@@ -7,29 +7,22 @@ Each stage also records the machine's busy CPU seconds (workers, S3 server and a
 when every stage is CPU-bound on the same cores, ingest can at best take the sum of
 the stages' CPU over the core count, which bounds P3 from above (``cpu_bound_ceiling``).
 
-    python -m benchmarks.ingest [--sizes 2048,16384] [--p3-size 8192] [--repeats 3]
+    python -m benchmarks.ingest [--sizes 2048,8192,16384] [--p3-size 8192] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks._results import save
-from benchmarks.mosaic import build_mosaic
-from chunkstore import open_store, start_s3_server
-from ingest import check_inputs, ingest_scenes
-from satchunk.cluster import dask_client
-from satchunk.demo import sample_scenes
+from benchmarks._results import COLLECTION, Bench, bench_env, header, save
+from ingest import ingest_scenes
 
 SHARD, CHUNK = 2048, 256
 
@@ -64,6 +57,11 @@ class PeakRSS:
     @property
     def max_worker_mb(self) -> float:
         return max(self.peak.values()) / 2**20
+
+    @property
+    def total_mb(self) -> float:
+        """The workers' peaks summed: an upper bound of what they held at once."""
+        return sum(self.peak.values()) / 2**20
 
 
 def _decode(path_and_window):
@@ -106,13 +104,27 @@ def _write_task(arg):
     return len(data), time.perf_counter() - t0
 
 
+RAPL = Path("/sys/class/powercap")
+
+
+def _rapl_uj() -> int | None:
+    """Package energy counters summed (microjoules), where the kernel exposes RAPL."""
+    files = sorted(RAPL.glob("*-rapl:[0-9]/energy_uj")) if RAPL.is_dir() else []
+    try:
+        return sum(int(f.read_text()) for f in files) if files else None
+    except OSError:
+        return None
+
+
 class Busy:
-    """Busy (non-idle) CPU seconds of the whole machine while the block runs."""
+    """Busy (non-idle) CPU seconds of the whole machine while the block runs, and the
+    CPU packages' energy in joules where RAPL is readable (else ``joules`` is None)."""
 
     def __enter__(self):
         import psutil
 
         self._t0 = psutil.cpu_times()
+        self._e0 = _rapl_uj()
         self._w0 = time.perf_counter()
         return self
 
@@ -120,10 +132,12 @@ class Busy:
         import psutil
 
         t1 = psutil.cpu_times()
+        e1 = _rapl_uj()
         self.wall = time.perf_counter() - self._w0
         t0 = self._t0
         idle = t1.idle - t0.idle + getattr(t1, "iowait", 0) - getattr(t0, "iowait", 0)
         self.cpu = max(sum(t1) - sum(self._t0) - idle, 0.0)
+        self.joules = None if e1 is None or self._e0 is None else (e1 - self._e0) / 1e6
 
 
 def _listed(store, prefix, tries=10):
@@ -146,102 +160,96 @@ def _windows(size):
             for r in range(0, size, SHARD) for c in range(0, size, SHARD)]
 
 
-def run(sizes, p3_size, repeats, out, threads=1):
-    tmp = Path(tempfile.mkdtemp(prefix="satchunk-bench-"))
-    server = start_s3_server(tmp / "s3", bucket="bench")
-    results = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
-               "machine": f"{platform.node()} {os.cpu_count()} cores {platform.machine()}",
-               "shard": SHARD, "chunk": CHUNK}
-    try:
-        with dask_client(workers=2, threads_per_worker=threads, quiet=True) as client:
-            # P2: memory against scene size
-            rss = {}
-            for size in sizes:
-                env = server.env(f"p2-{size}")
-                store = open_store(env["SATCHUNK_STORE"], env=env)
-                folder = build_mosaic(sample_scenes()["sentinel-2"], tmp, size)
-                scenes = check_inputs([str(folder)], "bench", shard=SHARD, chunk=CHUNK,
-                                      acquired="2020-01-01T00:00:00Z")
-                client.restart()
-                with PeakRSS(client) as m:
-                    t0 = time.perf_counter()
-                    ingest_scenes(scenes, "bench", store, client, shard=SHARD, chunk=CHUNK)
-                    dt = time.perf_counter() - t0
-                rss[size] = m.max_worker_mb
-                print(f"ingest {size}^2 x {len(scenes[0].bands)} bands: {dt:.1f} s, "
-                      f"peak worker RSS {rss[size]:.0f} MB")
-            lo, hi = min(sizes), max(sizes)
-            results["P2_ingest"] = {"peak_rss_mb": {str(k): round(v, 1) for k, v in rss.items()},
-                                    "value": round(rss[hi] / rss[lo], 3), "target": "<= 1.2",
-                                    "met": rss[hi] / rss[lo] <= 1.2}
-            # P3: throughput against the slowest stage alone
-            folder = build_mosaic(sample_scenes()["sentinel-2"], tmp, p3_size)
-            scenes = check_inputs([str(folder)], "bench", shard=SHARD, chunk=CHUNK,
-                                  acquired="2020-01-01T00:00:00Z")
-            paths = [b.path for b in scenes[0].bands]
-            wins = _windows(p3_size)
-            raw_mb = p3_size * p3_size * len(paths) * 2 / 2**20
-            runs = {"ingest": [], "decode": [], "compress": [], "write": []}
-            cpu = {k: [] for k in runs}
-            for i in range(repeats):
-                env = server.env(f"p3-{i}")
-                store = open_store(env["SATCHUNK_STORE"], env=env)
-                with Busy() as b:
-                    ingest_scenes(scenes, "bench", store, client, shard=SHARD, chunk=CHUNK,
-                                  progress=False)
-                runs["ingest"].append(raw_mb / b.wall)
-                cpu["ingest"].append(b.cpu)
-                with Busy() as d:
-                    client.gather(client.map(_decode_task, [(paths, w) for w in wins],
-                                             pure=False))
-                runs["decode"].append(raw_mb / d.wall)
-                cpu["decode"].append(d.cpu)
-                # compression alone: (decode + compress) less the decode alone
-                with Busy() as b:
-                    client.gather(client.map(_compress_task, [(paths, w) for w in wins],
-                                             pure=False))
-                runs["compress"].append(raw_mb / (b.wall - d.wall))
-                cpu["compress"].append(b.cpu - d.cpu)
-                # store write alone: PUT the bytes the ingest wrote, in objects of shard size
-                objs, written = _listed(store, "zarr/bench")
-                comp_ratio = written / (raw_mb * 2**20)
-                print(f"P3 run {i}: {len(objs)} objects, {written / 2**20:.1f} MB written")
-                per = int(raw_mb * 2**20 * comp_ratio / len(wins))
-                with Busy() as b:
-                    client.gather(client.map(_write_task, [
-                        (store.without_credentials(), store.credentials, f"w/{j}", per)
-                        for j in range(len(wins))], pure=False))
-                runs["write"].append(raw_mb / b.wall)
-                cpu["write"].append(b.cpu)
-            med = {k: round(statistics.median(v), 1) for k, v in runs.items()}
-            limit = min(med["decode"], med["compress"], med["write"])
-            cpu_s = {k: round(statistics.median(v), 2) for k, v in cpu.items()}
-            cores = os.cpu_count() or 1
-            stages_cpu = cpu_s["decode"] + cpu_s["compress"] + cpu_s["write"]
-            results["P3"] = {"mb_per_s_raw": med, "busy_cpu_s": cpu_s, "cores": cores,
-                             "cpu_bound_ceiling": round(raw_mb / (stages_cpu / cores) / limit, 3),
-                             "size": p3_size, "raw_mb": round(raw_mb),
-                             "compression_ratio": round(comp_ratio, 3),
-                             "value": round(med["ingest"] / limit, 3), "target": ">= 0.7",
-                             "met": med["ingest"] / limit >= 0.7}
-            print(f"P3 MB/s (raw, median of {repeats}): {med}")
-    finally:
-        server.stop()
-    save(results, out)
-    print("\n| id | measured | target | met |\n| --- | --- | --- | --- |")
-    for k in ("P2_ingest", "P3"):
-        print(f"| {k} | {results[k]['value']} | {results[k]['target']} | {results[k]['met']} |")
+def km2(size: int, pixel_m: float = 10.0) -> float:
+    return size * size * pixel_m * pixel_m / 1e6
+
+
+def measure(bench: Bench, sizes: list[int], p3_size: int, repeats: int) -> dict:
+    """P2-ingest, P3 and ingest CPU-s/km^2; leaves the P2 scenes in the store under
+    ``p2-<size>`` for the inference memory benchmark."""
+    client = bench.client
+    results: dict = {"shard": SHARD, "chunk": CHUNK}
+    # P2: memory against scene size
+    rss = {}
+    for size in sizes:
+        store = bench.store(f"p2-{size}")
+        scene = bench.mosaic_scene(size, SHARD, CHUNK)
+        client.restart()
+        with PeakRSS(client) as m:
+            t0 = time.perf_counter()
+            ingest_scenes([scene], COLLECTION, store, client, shard=SHARD, chunk=CHUNK,
+                          progress=False)
+            dt = time.perf_counter() - t0
+        rss[size] = m.max_worker_mb
+        print(f"ingest {size}^2 x {len(scene.bands)} bands: {dt:.1f} s, "
+              f"peak worker RSS {rss[size]:.0f} MB")
+    lo, hi = min(sizes), max(sizes)
+    results["P2_ingest"] = {"peak_rss_mb": {str(k): round(v, 1) for k, v in rss.items()},
+                            "value": round(rss[hi] / rss[lo], 3), "target": "<= 1.2",
+                            "met": rss[hi] / rss[lo] <= 1.2}
+    # P3: throughput against the slowest stage alone
+    scene = bench.mosaic_scene(p3_size, SHARD, CHUNK)
+    paths = [b.path for b in scene.bands]
+    wins = _windows(p3_size)
+    raw_mb = p3_size * p3_size * len(paths) * 2 / 2**20
+    runs: dict[str, list[float]] = {"ingest": [], "decode": [], "compress": [], "write": []}
+    cpu: dict[str, list[float]] = {k: [] for k in runs}
+    for i in range(repeats):
+        store = bench.store(f"p3-{i}")
+        with Busy() as b_ingest:
+            ingest_scenes([scene], COLLECTION, store, client, shard=SHARD, chunk=CHUNK,
+                          progress=False)
+        runs["ingest"].append(raw_mb / b_ingest.wall)
+        cpu["ingest"].append(b_ingest.cpu)
+        with Busy() as d:
+            client.gather(client.map(_decode_task, [(paths, w) for w in wins], pure=False))
+        runs["decode"].append(raw_mb / d.wall)
+        cpu["decode"].append(d.cpu)
+        # compression alone: (decode + compress) less the decode alone
+        with Busy() as b:
+            client.gather(client.map(_compress_task, [(paths, w) for w in wins], pure=False))
+        runs["compress"].append(raw_mb / (b.wall - d.wall))
+        cpu["compress"].append(b.cpu - d.cpu)
+        # store write alone: PUT the bytes the ingest wrote, in objects of shard size
+        objs, written = _listed(store, f"zarr/{COLLECTION}")
+        comp_ratio = written / (raw_mb * 2**20)
+        per = int(raw_mb * 2**20 * comp_ratio / len(wins))
+        with Busy() as b:
+            client.gather(client.map(_write_task, [
+                (store.without_credentials(), store.credentials, f"w/{j}", per)
+                for j in range(len(wins))], pure=False))
+        runs["write"].append(raw_mb / b.wall)
+        cpu["write"].append(b.cpu)
+        print(f"P3 run {i}: " + ", ".join(f"{k} {v[-1]:.0f} MB/s" for k, v in runs.items()))
+    med = {k: round(statistics.median(v), 1) for k, v in runs.items()}
+    limit = min(med["decode"], med["compress"], med["write"])
+    cpu_s = {k: round(statistics.median(v), 2) for k, v in cpu.items()}
+    cores = os.cpu_count() or 1
+    stages_cpu = cpu_s["decode"] + cpu_s["compress"] + cpu_s["write"]
+    results["P3"] = {"mb_per_s_raw": med, "busy_cpu_s": cpu_s, "cores": cores,
+                     "cpu_bound_ceiling": round(raw_mb / (stages_cpu / cores) / limit, 3),
+                     "size": p3_size, "raw_mb": round(raw_mb),
+                     "compression_ratio": round(comp_ratio, 3),
+                     "value": round(med["ingest"] / limit, 3), "target": ">= 0.7",
+                     "met": med["ingest"] / limit >= 0.7}
+    results["cpu_s_per_km2"] = round(cpu_s["ingest"] / km2(p3_size), 5)
+    results["joules_per_km2"] = (None if b_ingest.joules is None
+                                 else round(b_ingest.joules / km2(p3_size), 3))
+    return results
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="2048,16384")
+    ap.add_argument("--sizes", default="2048,8192,16384")
     ap.add_argument("--p3-size", type=int, default=8192)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="threads per Dask worker")
     ap.add_argument("--out", default="benchmarks/results/ingest.json")
     a = ap.parse_args()
-    run([int(s) for s in a.sizes.split(",")], a.p3_size, a.repeats, Path(a.out), a.threads)
+    with bench_env(threads=a.threads) as bench:
+        results = header() | measure(bench, [int(s) for s in a.sizes.split(",")], a.p3_size,
+                                     a.repeats)
+    save(results, Path(a.out))
 
 
 if __name__ == "__main__":

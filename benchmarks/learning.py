@@ -18,13 +18,11 @@ import contextlib
 import io
 import json
 import os
-import platform
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks._results import save
+from benchmarks._results import header, save
 from chunkstore import start_s3_server
 from satchunk.cli import main as cli
 from satchunk.demo import sample_scenes
@@ -47,9 +45,7 @@ def run(epochs, steps, shard, chunk, out):
     server = start_s3_server(tmp / "s3", bucket="learn")
     os.environ.update(server.env("learn"))
     os.chdir(tmp)
-    res = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
-           "machine": f"{platform.node()} {os.cpu_count()} cores {platform.machine()}",
-           "epochs": epochs, "steps_per_epoch": steps, "shard": shard, "chunk": chunk}
+    res = header() | {"epochs": epochs, "steps_per_epoch": steps, "shard": shard, "chunk": chunk}
     try:
         ing, _ = call(["ingest", str(sample_scenes()["sentinel-2"]), "--collection", COLL,
                        "--shard", str(shard), "--chunk", str(chunk)])

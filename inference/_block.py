@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from models import Adapter, ModelSpec, Radiometry, model_inputs
+from models import Adapter, ModelSpec, Radiometry, call_batch, model_inputs
 
 NODATA_CLASS = 255
 
@@ -53,7 +53,7 @@ def tile_starts(a0: int, a1: int, tile: int, stride: int, offset: int = 0) -> li
 
 
 def blend_tiles(x: np.ndarray, origin: tuple[int, int], interior: tuple[int, int, int, int],
-                adapter: Adapter, batch: int = 8) -> np.ndarray:
+                adapter: Adapter, batch: int | None = None) -> np.ndarray:
     """Class probabilities (K, h, w) over ``interior`` = (y0, x0, h, w), scene pixels.
 
     ``x`` (C, H, W) holds the model inputs of scene pixels starting at ``origin``
@@ -71,6 +71,7 @@ def blend_tiles(x: np.ndarray, origin: tuple[int, int], interior: tuple[int, int
     acc = np.zeros((spec.num_classes, h, w), dtype=np.float32)
     wsum = np.zeros((h, w), dtype=np.float32)
     starts = [(ty, tx) for ty in ys for tx in xs]
+    batch = batch or call_batch(adapter)
     for b in range(0, len(starts), batch):
         group = starts[b:b + batch]
         tiles = np.stack([x[:, ty - oy:ty - oy + T, tx - ox:tx - ox + T] for ty, tx in group])
@@ -89,7 +90,7 @@ def blend_tiles(x: np.ndarray, origin: tuple[int, int], interior: tuple[int, int
 def predict_window(raw: np.ndarray, names: Sequence[str], adapter: Adapter,
                    radiometry: Radiometry, origin: tuple[int, int],
                    interior: tuple[int, int, int, int], scene_shape: tuple[int, int],
-                   batch: int = 8) -> tuple[np.ndarray, np.ndarray]:
+                   batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities (K, h, w) and valid mask (h, w) for ``interior``.
 
     ``raw`` holds stored DN of scene pixels from ``origin``; what it lacks of the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -63,14 +64,18 @@ def load_checked(ref: ModelRef, store: Store) -> Adapter:
         raise InputError(str(exc)) from None
 
 
-def worker_threads(client: Any) -> int:
-    """Model threads per task: the host's cores shared by the worker threads on it."""
+def worker_threads(client: Any, tasks: int | None = None) -> int:
+    """Model threads per task: the host's cores shared by the worker threads on it, or
+    by ``tasks`` where fewer tasks than worker threads will run (a scene of one shard
+    on two single-threaded workers gets both cores for its one task)."""
     workers = client.scheduler_info().get("workers", {})
     per_host: dict[str, int] = {}
     for w in workers.values():
         host = w.get("host", "")
         per_host[host] = per_host.get(host, 0) + int(w.get("nthreads", 1))
     busiest = max(per_host.values(), default=1)
+    if tasks is not None:
+        busiest = max(1, min(busiest, tasks))
     return max(1, (os.cpu_count() or 1) // busiest)
 
 
@@ -93,7 +98,7 @@ def check_item(store: Store, item: str, adapter: Adapter, collection: str | None
 
 def predict_item(store: Store, client: Any, item: str, ref: ModelRef, adapter: Adapter, *,
                  collection: str | None = None, products: Sequence[str] = ("class",),
-                 batch: int = 8, progress: bool = True) -> dict[str, Any]:
+                 batch: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Predict one scene item; returns a summary with the mask URI and seconds."""
     from tqdm import tqdm
 
@@ -136,10 +141,13 @@ def predict_item(store: Store, client: Any, item: str, ref: ModelRef, adapter: A
     done = done_mask_shards(store, mkey) if same else set()
     if not same:
         create_mask(store, mkey, schema)
+    left = [(sy, sx) for sy, sx in grid.shards() if (sy, sx) not in done]
+    ref = dataclasses.replace(ref, threads=max(ref.threads,
+                                               worker_threads(client, tasks=len(left) or None)))
     job = PredictJob(store.without_credentials(), skey, mkey, idx, names, radiometry, schema,
                      ref, batch)
     graph = mask_graph(job, store.credentials, context_depth(spec))
-    todo = [graph.blocks[sy, sx] for sy, sx in grid.shards() if (sy, sx) not in done]
+    todo = [graph.blocks[sy, sx] for sy, sx in left]
     written = 0
     if todo:
         from distributed import as_completed

@@ -28,7 +28,7 @@ from chunkstore import (
     Store,
     write_mask_shard,
 )
-from models import Adapter, Radiometry, load_model
+from models import Adapter, Radiometry, TorchAdapter, load_model
 
 from ._block import context_window, predict_window, products
 
@@ -64,7 +64,12 @@ def worker_model(ref: ModelRef, credentials: Credentials | None) -> Adapter:
     with _MODELS_LOCK:
         if ref not in _MODELS:
             _MODELS[ref] = ref.load(credentials)
-        return _MODELS[ref]
+        adapter = _MODELS[ref]
+    if isinstance(adapter, TorchAdapter):  # torch's threads are per process, not per model
+        import torch
+
+        torch.set_num_threads(ref.threads)
+    return adapter
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ class PredictJob:
     radiometry: Radiometry
     schema: MaskSchema
     model: ModelRef
-    batch: int
+    batch: int | None  # None: models.call_batch
 
 
 def _read_window(job: PredictJob, store: Store, window: tuple[int, int, int, int]

@@ -1,6 +1,6 @@
 """Model specs and adapters: UNet, SegFormer, ONNX, the ukis-csmask preset, checkpoints."""
 
-from ._adapter import Adapter, TorchAdapter
+from ._adapter import Adapter, TorchAdapter, call_batch
 from ._checkpoint import CONFIG, METRICS, WEIGHTS, load_checkpoint, save_checkpoint
 from ._errors import ModelError
 from ._export import export_onnx
@@ -11,7 +11,7 @@ from ._spec import INDICES, ModelSpec
 
 __all__ = [
     "ALIASES", "CONFIG", "INDICES", "METRICS", "WEIGHTS", "Adapter", "ModelError", "ModelSpec",
-    "Radiometry", "TorchAdapter", "export_onnx", "index_bands", "is_checkpoint_ref",
+    "Radiometry", "TorchAdapter", "call_batch", "export_onnx", "index_bands", "is_checkpoint_ref",
     "load_checkpoint", "load_model", "match_bands", "model_inputs", "new_model",
     "save_checkpoint", "spectral_index",
 ]

@@ -42,6 +42,8 @@ class OnnxAdapter:
                                                 providers=ort.get_available_providers())
         except Exception as exc:
             raise ModelError(f"cannot load ONNX model {path}: {str(exc).splitlines()[0]}") from None
+        self.providers = tuple(p for p in self.session.get_providers()
+                               if p != "AzureExecutionProvider")
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         shape = list(inp.shape)

@@ -160,7 +160,8 @@ def predict(
                                                    "collection (or where ITEMs are)")] = None,
     products: Annotated[str, typer.Option(help="comma-separated: class,probability,entropy,"
                                           "margin (class is always written)")] = "class",
-    batch: Annotated[int, typer.Option(help="tiles per model call")] = 8,
+    batch: Annotated[int | None, typer.Option(help="tiles per model call [default: 1 on a "
+                                              "CPU, 16 on a GPU]")] = None,
     store: StoreOpt = None,
     endpoint_url: EndpointOpt = None,
     scheduler: SchedulerOpt = None,
@@ -179,7 +180,7 @@ def predict(
     from .cluster import dask_client
 
     names = check_products(_csv(products))
-    if batch < 1:
+    if batch is not None and batch < 1:
         raise InputError(f"--batch {batch} must be at least 1")
     st = open_store(store, endpoint_url)
     st.check()
@@ -194,7 +195,7 @@ def predict(
     adapter = load_checked(ref, st)  # a bad model, item or band fails before any work
     scenes = [check_item(st, i, adapter, collection)[0] for i in items]
     config = {"items": items, "collection": collection, "model": model,
-              "products": list(names), "batch": batch, "scheduler": scheduler}
+              "products": list(names), "batch": batch or "auto", "scheduler": scheduler}
     with dask_client(scheduler, quiet=as_json) as client:
         ref = dataclasses.replace(ref, threads=worker_threads(client))
 

@@ -353,3 +353,12 @@ def test_tls_config():
     for role in ("scheduler", "worker", "client"):
         assert tls[role]["cert"] and tls[role]["key"], role
     assert "openssl" in (DEPLOY / "tls" / "dask-tls.yaml").read_text()
+
+
+def test_image_sets_the_workers_malloc_threshold():
+    """The image's workers get the mmap threshold that local workers get."""
+    from satchunk.cluster import WORKER_ENV
+
+    text = (ROOT / "Dockerfile").read_text()
+    for k, v in WORKER_ENV.items():
+        assert f"{k}={v}" in text

@@ -190,3 +190,14 @@ def test_bad_inputs_are_refused(capsys, cli_env, s3_store, landsat, tmp_path, s2
              "takes input", "sidecar")
     shutil.rmtree(tmp_path / "ok")
     assert not s3_store.list("masks")  # nothing was laid out for any refused request
+
+
+def test_local_workers_get_the_malloc_threshold(client):
+    """Without it Dask's MALLOC_TRIM_THRESHOLD_ freezes glibc's mmap threshold and torch
+    models run at half speed on workers (benchmarks/inference.py, P1)."""
+    import os
+
+    from satchunk.cluster import WORKER_ENV
+
+    for k, v in WORKER_ENV.items():
+        assert set(client.run(os.environ.get, k).values()) == {v}
