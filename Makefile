@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.ingest
+	$(BIN)/python -m benchmarks
 
 clean:
 	rm -rf $(VENV) .satchunk-demo .pytest_cache

@@ -53,7 +53,7 @@ def rows(r: dict) -> list[tuple[str, str, str, str, str]]:
     p6 = r["P6"]
     big, small = str(p6["size"]), str(p6["small"])
     ours = p6["satchunk"]
-    out.append(("P6", f"satchunk predict {big}^2: {ours[big]['wall_s']} s, workers' peak RSS "
+    out.append(("P6", f"satchunk predict {big}^2: {ours[big]['wall_s']} s, peak RSS per worker "
                 f"{ours[small]['peak_rss_mb']:.0f} MB at {small}^2 -> "
                 f"{ours[big]['peak_rss_mb']:.0f} MB at {big}^2", "", "", ""))
     for peer, v in p6["peers"].items():

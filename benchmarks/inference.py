@@ -3,8 +3,9 @@
 P1: end-to-end predict (S3 -> Dask -> S3) time / pure model compute on the identical
 padded tiles (every shard with its context) with the same workers and threads, for
 the UNet, SegFormer and the ukis-csmask ONNX model (target <= 1.10).
-Scheduling: Dask's share of the graph's wall time (1 - task seconds / (threads x wall
-from the first task start to the last task end), target <= 2 %), tasks per second, and
+Scheduling: Dask's share of the graph's wall time (each worker thread's wait before its
+first task and between tasks, over threads x wall from the first task start to the
+last task end; target <= 2 %), the idle tail apart, tasks per second, and
 the useful-pixel share of the overlap (mask pixels / pixels the model computes, and
 mask pixels / pixels read with the context).
 P2-inference: peak worker RSS predicting 16384^2 / 2048^2 (target <= 1.15), with a
@@ -105,14 +106,30 @@ def useful_share(spec, size: int, shard: int) -> dict:
 
 
 def _scheduling(stream: list[dict], nthreads: int) -> dict:
-    """Dask's share of the graph's wall time, from the task stream."""
-    computes = [(s["start"], s["stop"]) for t in stream for s in t["startstops"]
-                if s["action"] == "compute"]
-    t0, t1 = min(a for a, _ in computes), max(b for _, b in computes)
-    busy = sum(b - a for a, b in computes)
+    """Dask's share of the graph's wall time, from the task stream: on every worker
+    thread, the wait before its first task and the gaps between its tasks. The time
+    after a thread's last task, while others finish theirs, is load imbalance (no task
+    was left to give it) and is reported apart as ``tail_share``."""
+    per: dict[tuple, list[tuple[float, float]]] = {}
+    for t in stream:
+        for s in t["startstops"]:
+            if s["action"] == "compute":
+                per.setdefault((t["worker"], t.get("thread")), []).append((s["start"], s["stop"]))
+    t0 = min(a for iv in per.values() for a, _ in iv)
+    t1 = max(b for iv in per.values() for _, b in iv)
     wall = t1 - t0
-    return {"tasks": len(stream), "graph_wall_s": round(wall, 2),
-            "task_s": round(busy, 2), "dask_share": round(1 - busy / (nthreads * wall), 4),
+    gaps = tail = busy = 0.0
+    for iv in per.values():
+        iv.sort()
+        gaps += iv[0][0] - t0 + sum(max(0.0, nxt[0] - cur[1])
+                                    for cur, nxt in zip(iv, iv[1:], strict=False))
+        tail += t1 - iv[-1][1]
+        busy += sum(b - a for a, b in iv)
+    idle_threads = max(0, nthreads - len(per))  # threads that got no task at all
+    cap = nthreads * wall
+    return {"tasks": len(stream), "graph_wall_s": round(wall, 2), "task_s": round(busy, 2),
+            "dask_share": round(gaps / cap, 4),
+            "tail_share": round((tail + idle_threads * wall) / cap, 4),
             "tasks_per_s": round(len(stream) / wall, 2)}
 
 

@@ -58,10 +58,6 @@ class PeakRSS:
     def max_worker_mb(self) -> float:
         return max(self.peak.values()) / 2**20
 
-    @property
-    def total_mb(self) -> float:
-        """The workers' peaks summed: an upper bound of what they held at once."""
-        return sum(self.peak.values()) / 2**20
 
 
 def _decode(path_and_window):

@@ -209,7 +209,9 @@ def _geotiff(bench, size: int) -> Path:
 
 
 def _satchunk(bench, store, item, model: str) -> tuple[float, float, np.ndarray]:
-    """Predict once from the store: (wall s, summed worker peak RSS MB, class map)."""
+    """Predict once from the store: (wall s, the largest worker's peak RSS MB, class
+    map). Each worker holds its own shard, so one worker's peak is what a bigger scene
+    could grow; the workers together hold about workers x that."""
     import zarr
 
     from benchmarks.inference import _fresh
@@ -227,7 +229,7 @@ def _satchunk(bench, store, item, model: str) -> tuple[float, float, np.ndarray]
         wall = time.perf_counter() - t0
     key = mask_key("bench", item, res["model_id"])
     cls = zarr.open_array(s.zarr_store(f"{key}/class", read_only=True), mode="r")[:]
-    return wall, m.total_mb, cls
+    return wall, m.max_worker_mb, cls
 
 
 def measure(bench, size: int, small: int, repeats: int, model: str = "ukis-csmask:4b") -> dict:
