@@ -105,6 +105,7 @@ def predict_window(raw: np.ndarray, names: Sequence[str], adapter: Adapter,
     if raw.shape[1:] != (want_y1 - want_y0, want_x1 - want_x0):
         raise ValueError(f"block data {raw.shape[1:]} does not cover the context it needs")
     x, valid = model_inputs(raw, names, adapter.spec, radiometry)
+    del raw  # the caller hands its read over: DN are not needed past the inputs
     pads = ((0, 0), (want_y0 - (y0 - d), (y0 + h + d) - want_y1),
             (want_x0 - (x0 - d), (x0 + w + d) - want_x1))
     x = _mirror(x, pads)

@@ -87,17 +87,32 @@ class PredictJob:
 
 def _read_window(job: PredictJob, store: Store, window: tuple[int, int, int, int]
                  ) -> np.ndarray:
+    """The model's bands of ``window`` = (y0, y1, x0, x1).
+
+    Every inner chunk holds all bands, so all bands are decoded anyway; a plain slice
+    reads a whole shard with one GET, where a band subset would make zarr fetch every
+    inner chunk with a request of its own (~40x slower on S3). When the model reads
+    fewer bands than the scene has, the window is read one shard at a time and only
+    the model's bands are kept, so the all-band buffer is one shard, not the shard and
+    its context (a 4-band model on a 13-band scene: 170 MB -> 109 MB at 2048 px).
+    """
     import zarr
 
     y0, y1, x0, x1 = window
     arr = zarr.open_array(store.zarr_store(f"{job.scene_key}/reflectance", read_only=True),
                           zarr_format=3, mode="r")
-    # Every inner chunk holds all bands, so all bands are decoded anyway; plain slices
-    # read a whole shard with one GET, where a band subset would make zarr fetch every
-    # inner chunk with a request of its own (~40x slower on S3).
-    block = arr[:, y0:y1, x0:x1]
-    idx = list(job.band_index)
-    return block if idx == list(range(block.shape[0])) else block[idx]
+    if list(job.band_index) == list(range(arr.shape[0])):
+        return arr[:, y0:y1, x0:x1]
+    sy, sx = (arr.shards or arr.chunks)[1:]
+    out = np.empty((len(job.band_index), y1 - y0, x1 - x0), dtype=arr.dtype)
+    for r0 in range(y0 - y0 % sy, y1, sy):
+        for c0 in range(x0 - x0 % sx, x1, sx):
+            a0, a1, b0, b1 = max(r0, y0), min(r0 + sy, y1), max(c0, x0), min(c0 + sx, x1)
+            part = arr[:, a0:a1, b0:b1]
+            for i, band in enumerate(job.band_index):
+                out[i, a0 - y0:a1 - y0, b0 - x0:b1 - x0] = part[band]
+            del part
+    return out
 
 
 def _predict_shard(job: PredictJob, credentials: Credentials, depth: int,
@@ -117,10 +132,10 @@ def _write_shard(job: PredictJob, credentials: Credentials, depth: int, sy: int,
     interior = g.window(sy, sx)
     window = context_window(interior, depth, g.shape)
     store = job.store.with_credentials(credentials)
-    raw = _read_window(job, store, window)
     adapter = worker_model(job.model, credentials)
-    probs, valid = predict_window(raw, job.names, adapter, job.radiometry,
-                                  (window[0], window[2]), interior, g.shape, job.batch)
+    probs, valid = predict_window(_read_window(job, store, window), job.names, adapter,
+                                  job.radiometry, (window[0], window[2]), interior, g.shape,
+                                  job.batch)
     write_mask_shard(store, job.mask_key, job.schema, sy, sx,
                      products(probs, valid, job.schema.products))
 

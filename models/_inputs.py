@@ -57,12 +57,10 @@ def model_inputs(raw: np.ndarray, names: Sequence[str], spec: ModelSpec,
     them holds the nodata value (a band missing there leaves the model's input
     incomplete; edges of band footprints differ in real granules).
     """
-    if radiometry.nodata is None:
-        valid = np.ones(raw.shape[1:], dtype=bool)
-    elif np.isnan(radiometry.nodata):
-        valid = ~np.any(np.isnan(raw), axis=0)
-    else:
-        valid = ~np.any(raw == radiometry.nodata, axis=0)
+    valid = np.ones(raw.shape[1:], dtype=bool)
+    if radiometry.nodata is not None:  # band by band: no (C, H, W) boolean temporary
+        for band in raw:
+            valid &= ~np.isnan(band) if np.isnan(radiometry.nodata) else band != radiometry.nodata
     # one float32 array for every channel: reflectance of the model's bands, then the
     # indices from it, normalized in place (peak memory: raw + x, no per-band copies)
     at = {n: i for i, n in enumerate(names)}
@@ -83,6 +81,6 @@ def model_inputs(raw: np.ndarray, names: Sequence[str], spec: ModelSpec,
     if spec.mean:
         x -= np.asarray(spec.mean, dtype=np.float32)[:, None, None]
         x /= np.asarray(spec.std, dtype=np.float32)[:, None, None]
-    x[:, ~valid] = 0.0
+    np.copyto(x, np.float32(0), where=~valid)
     np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     return x, valid
