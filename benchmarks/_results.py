@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +54,12 @@ def gpu_name() -> str | None:
 
 def header() -> dict[str, Any]:
     return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine()}
+
+
+def paired_median(num: list[float], den: list[float]) -> float:
+    """Median over runs of each run's own ratio ``num[i] / den[i]``: both sides of a
+    ratio come from the same run, so a slow spell on a shared machine moves both."""
+    return statistics.median(n / d for n, d in zip(num, den, strict=True))
 
 
 def save(results: dict, out: Path) -> None:

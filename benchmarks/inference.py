@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._results import COLLECTION, Bench, bench_env, header, save
+from benchmarks._results import COLLECTION, Bench, bench_env, header, paired_median, save
 from benchmarks.ingest import SHARD, Busy, PeakRSS, km2
 from chunkstore import ShardGrid, Store, open_scene, scene_key
 from inference import (
@@ -172,9 +172,10 @@ def p1(bench: Bench, model: str, store: Store, item: str, shard: int, size: int,
               f"{sum(r[0] for r in res)} tiles, Dask share {sched[-1]['dask_share']:.2%}")
     del futs
     me, mp = statistics.median(e2e), statistics.median(pure)
+    value = paired_median(e2e, pure)
     mid = sorted(sched, key=lambda r: r["dask_share"])[len(sched) // 2]
     return {"model_id": adapter.spec.model_id, "end_to_end_s": round(me, 2),
-            "model_compute_s": round(mp, 2), "value": round(me / mp, 3),
+            "model_compute_s": round(mp, 2), "value": round(value, 3),
             "scheduling": mid, "useful_pixels": useful_share(adapter.spec, size, shard),
             "cpu_s_per_km2": round(statistics.median(cpu) / km2(size), 4),
             "joules_per_km2": None if None in joules

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._results import COLLECTION, Bench, bench_env, header, save
+from benchmarks._results import COLLECTION, Bench, bench_env, header, paired_median, save
 from ingest import ingest_scenes
 
 SHARD, CHUNK = 2048, 256
@@ -219,6 +219,9 @@ def measure(bench: Bench, sizes: list[int], p3_size: int, repeats: int) -> dict:
         print(f"P3 run {i}: " + ", ".join(f"{k} {v[-1]:.0f} MB/s" for k, v in runs.items()))
     med = {k: round(statistics.median(v), 1) for k, v in runs.items()}
     limit = min(med["decode"], med["compress"], med["write"])
+    p3 = paired_median(runs["ingest"], [min(d, c, w) for d, c, w in
+                                        zip(runs["decode"], runs["compress"], runs["write"],
+                                            strict=True)])
     cpu_s = {k: round(statistics.median(v), 2) for k, v in cpu.items()}
     cores = os.cpu_count() or 1
     stages_cpu = cpu_s["decode"] + cpu_s["compress"] + cpu_s["write"]
@@ -226,8 +229,7 @@ def measure(bench: Bench, sizes: list[int], p3_size: int, repeats: int) -> dict:
                      "cpu_bound_ceiling": round(raw_mb / (stages_cpu / cores) / limit, 3),
                      "size": p3_size, "raw_mb": round(raw_mb),
                      "compression_ratio": round(comp_ratio, 3),
-                     "value": round(med["ingest"] / limit, 3), "target": ">= 0.7",
-                     "met": med["ingest"] / limit >= 0.7}
+                     "value": round(p3, 3), "target": ">= 0.7", "met": p3 >= 0.7}
     results["cpu_s_per_km2"] = round(cpu_s["ingest"] / km2(p3_size), 5)
     results["joules_per_km2"] = (None if b_ingest.joules is None
                                  else round(b_ingest.joules / km2(p3_size), 3))

@@ -81,6 +81,8 @@ def model_inputs(raw: np.ndarray, names: Sequence[str], spec: ModelSpec,
     if spec.mean:
         x -= np.asarray(spec.mean, dtype=np.float32)[:, None, None]
         x /= np.asarray(spec.std, dtype=np.float32)[:, None, None]
-    np.copyto(x, np.float32(0), where=~valid)
-    np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    invalid = ~valid
+    for channel in x:  # channel by channel: nan_to_num makes three masks of its input's size
+        channel[invalid] = 0.0
+        np.nan_to_num(channel, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     return x, valid

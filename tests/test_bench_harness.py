@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks._report import BEGIN, END, rows, table, update_readme
+from benchmarks._results import paired_median
 from benchmarks.inference import _scheduling
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +40,16 @@ def test_a_thread_without_tasks_is_idle_tail_not_dask():
     s = _scheduling([_task("a", 1, 0, 10)], nthreads=2)
     assert s["dask_share"] == 0
     assert s["tail_share"] == pytest.approx(0.5)
+
+
+def test_ratios_pair_each_run_with_itself():
+    # a slow second run slows both sides; pairing keeps it out of the ratio, where the
+    # ratio of medians would be 12 / 10 = 1.2, from whichever runs hold each median
+    e2e, pure = [10.0, 20.0, 12.0], [9.8, 19.5, 10.0]
+    assert paired_median(e2e, pure) == pytest.approx(20.0 / 19.5)
+    assert paired_median([4.0], [2.0]) == 2.0
+    with pytest.raises(ValueError):
+        paired_median([1.0, 2.0], [1.0])
 
 
 def test_readme_block_is_replaced_and_a_readme_without_markers_left_alone(tmp_path):
