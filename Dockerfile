@@ -7,10 +7,13 @@ FROM python:3.11-slim-bookworm
 
 # MALLOC_MMAP_THRESHOLD_: Dask's workers would otherwise mmap every torch activation
 # (twice as slow per tile); the same value satchunk/cluster.py gives local workers.
+# WORKER_SATURATION=1.0: a worker holds only the task it runs, so a dying worker makes
+# only that task suspect (satchunk/cluster.py sets the same for local clusters).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    MALLOC_MMAP_THRESHOLD_=33554432
+    MALLOC_MMAP_THRESHOLD_=33554432 \
+    DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION=1.0
 
 # torch first, pinned, from the CPU index: pyproject only says torch>=2.4, and resolving that
 # from PyPI pulls several GB of CUDA wheels. The project install below then keeps this torch.

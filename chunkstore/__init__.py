@@ -3,7 +3,9 @@
 from ._grid import ShardGrid
 from ._histogram import LABEL_NODATA, chunk_histogram
 from ._ids import validate_id
+from ._integrity import read_checked
 from ._layout import collection_key, item_key, mask_key, model_key, run_key, scene_key
+from ._lock import output_lock
 from ._mask import (
     MaskSchema,
     create_mask,
@@ -12,6 +14,7 @@ from ._mask import (
     mask_item,
     write_mask_shard,
 )
+from ._redact import RedactingFilter, redact, secrets_of
 from ._runs import list_runs, new_run_id, write_run
 from ._scene import (
     SceneSchema,
@@ -31,6 +34,7 @@ from ._server import S3Server, start_s3_server
 from ._stac import (
     delete_item,
     find_item,
+    footprint_wgs84,
     list_collections,
     list_items,
     read_item,
@@ -38,15 +42,28 @@ from ._stac import (
     write_item,
 )
 from ._store import Credentials, Store, open_store
-from .errors import InputError, InvalidIdError, NotFoundError, SatchunkError, StoreError
+from ._tasks import run_shard_tasks
+from .errors import (
+    CorruptObjectError,
+    InputError,
+    InvalidIdError,
+    JobError,
+    LockedError,
+    NotFoundError,
+    SatchunkError,
+    StoreError,
+)
 
 __all__ = [
-    "LABEL_NODATA", "Credentials", "InputError", "InvalidIdError", "MaskSchema", "NotFoundError",
-    "S3Server", "SatchunkError", "SceneSchema", "ShardGrid", "Store", "StoreError", "add_label",
+    "CorruptObjectError", "Credentials", "InputError", "InvalidIdError", "JobError",
+    "LABEL_NODATA", "LockedError", "MaskSchema", "NotFoundError", "RedactingFilter", "S3Server",
+    "SatchunkError", "SceneSchema", "ShardGrid", "Store", "StoreError", "add_label",
     "chunk_histogram", "collection_key", "create_mask", "create_scene", "delete_item",
-    "done_label_shards", "done_mask_shards", "done_shards", "find_item", "grid_coords", "item_key",
-    "list_collections", "list_items", "list_runs", "mask_attrs", "mask_item", "mask_key",
-    "model_key", "new_run_id", "open_scene", "open_store", "read_georef", "read_item", "run_key",
-    "scene_attrs", "scene_item", "scene_key", "shard_stats", "start_s3_server", "validate_id",
-    "write_item", "write_label_shard", "write_mask_shard", "write_run", "write_shard",
+    "done_label_shards", "done_mask_shards", "done_shards", "find_item", "footprint_wgs84",
+    "grid_coords", "item_key", "list_collections", "list_items", "list_runs", "mask_attrs",
+    "mask_item", "mask_key", "model_key", "new_run_id", "open_scene", "open_store", "output_lock",
+    "read_checked", "read_georef", "read_item", "redact", "run_key", "run_shard_tasks",
+    "scene_attrs", "scene_item", "scene_key", "secrets_of", "shard_stats", "start_s3_server",
+    "validate_id", "write_item", "write_label_shard", "write_mask_shard", "write_run",
+    "write_shard",
 ]

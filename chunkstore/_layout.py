@@ -30,3 +30,8 @@ def model_key(name: str, version: str) -> str:
 
 def run_key(run_id: str) -> str:
     return f"runs/{validate_id(run_id, 'run id')}.json"
+
+
+def lock_key(key: str) -> str:
+    """The lock object of the output at ``key`` (a key built by the functions above)."""
+    return f"locks/{key}.json"

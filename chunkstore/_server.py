@@ -34,6 +34,7 @@ class S3Server:
     secret_access_key: str = field(repr=False)
     data_dir: Path = Path()
     process: subprocess.Popen | None = field(default=None, repr=False)
+    command: list[str] = field(default_factory=list, repr=False)
 
     @property
     def pid(self) -> int | None:
@@ -49,6 +50,18 @@ class S3Server:
             "AWS_REGION": "us-east-1",
             "SATCHUNK_STORE": store,
         }
+
+    def start(self, timeout: float = 90.0) -> None:
+        """Start the server again after :meth:`stop`: same ports, same data."""
+        if self.process is not None and self.process.poll() is None:
+            return
+        self.process = _spawn(self.command, self.data_dir)
+        try:
+            _wait_ready(self, timeout)
+            _create_bucket(self, timeout)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the server process (SIGTERM, then SIGKILL) by its PID."""
@@ -113,18 +126,18 @@ def start_s3_server(data_dir: str | Path, host: str = "127.0.0.1", port: int | N
         "-s3.port.iceberg=0", "-s3.port.lance=0",
         "-master.volumeSizeLimitMB=256", "-volume.max=0",
     ]
-    log = open(data_dir / "weed.log", "ab")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
-    log.close()
-    server = S3Server(f"http://{host}:{port}", bucket, key, secret, data_dir, proc)
-    try:
-        _wait_ready(server, timeout)
-        _create_bucket(server, timeout)
-    except BaseException:
-        server.stop()
-        raise
+    server = S3Server(f"http://{host}:{port}", bucket, key, secret, data_dir, None, cmd)
+    server.start(timeout)
     return server
+
+
+def _spawn(cmd: list[str], data_dir: Path) -> subprocess.Popen:
+    log = open(data_dir / "weed.log", "ab")  # noqa: SIM115 - the child keeps it open
+    try:
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    finally:
+        log.close()
 
 
 def _wait_ready(server: S3Server, timeout: float) -> None:

@@ -8,6 +8,7 @@ reader never depends on a collection's links being up to date.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -18,19 +19,28 @@ from ._ids import validate_id
 from ._layout import CATALOG_KEY, collection_key, item_key
 from ._scene import SceneSchema
 from ._store import Store
-from .errors import NotFoundError
+from .errors import InputError, NotFoundError
 
 ZARR_MEDIA_TYPE = "application/vnd+zarr"
 
 
 def footprint_wgs84(crs_wkt: str, transform: Sequence[float], shape: tuple[int, int],
-                    densify: int = 21) -> dict[str, Any]:
-    """GeoJSON polygon of the grid's outline in WGS84, edges densified."""
+                    densify: int = 21, pad: float = 1e-6
+                    ) -> tuple[dict[str, Any], list[float]]:
+    """(GeoJSON geometry, bbox) of the grid's outline in WGS84, edges densified.
+
+    A footprint that crosses the antimeridian is cut there into a MultiPolygon and its
+    bbox has west > east (RFC 7946, STAC). The bbox is padded outward (1e-6 deg, about
+    0.1 m) so the curved true edges between densified vertices stay inside. A grid
+    whose outline does not map to longitudes and latitudes (metres under a CRS in
+    degrees: a wrong CRS tag) is an :class:`InputError`.
+    """
     from pyproj import CRS, Transformer
 
     a, b, c, d, e, f = transform
     h, w = shape
-    t = Transformer.from_crs(CRS.from_wkt(crs_wkt), "EPSG:4326", always_xy=True)
+    crs = CRS.from_wkt(crs_wkt)
+    t = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
     ring_px: list[tuple[float, float]] = []
     for (c0, r0), (c1, r1) in (((0, 0), (w, 0)), ((w, 0), (w, h)), ((w, h), (0, h)),
                                ((0, h), (0, 0))):
@@ -40,19 +50,39 @@ def footprint_wgs84(crs_wkt: str, transform: Sequence[float], shape: tuple[int, 
     xs = [c + a * col + b * row for col, row in ring_px]
     ys = [f + d * col + e * row for col, row in ring_px]
     lon, lat = t.transform(xs, ys)
-    coords = [[round(x, 9), round(y, 9)] for x, y in zip(lon, lat, strict=True)]
-    coords.append(coords[0])
-    return {"type": "Polygon", "coordinates": [coords]}
+    if not all(math.isfinite(v) and -180 <= v <= 180 for v in lon) or not all(
+            math.isfinite(v) and -90 <= v <= 90 for v in lat):
+        shown = ", ".join(f"{v:.6g}" for v in (min(xs), min(ys), max(xs), max(ys)))
+        raise InputError(f"its outline ({shown}) is not on Earth in its CRS "
+                         f"{crs.to_string()}: the CRS tag does not fit the coordinates (metres "
+                         "tagged as degrees?); set the right one (gdal_edit.py -a_srs EPSG:...)")
+    crosses = any(abs(lon[i] - lon[i - 1]) > 180 for i in range(1, len(lon)))
+    if not crosses:
+        coords = [[round(x, 9), round(y, 9)] for x, y in zip(lon, lat, strict=True)]
+        coords.append(coords[0])
+        bbox = [min(lon) - pad, min(lat) - pad, max(lon) + pad, max(lat) + pad]
+        return {"type": "Polygon", "coordinates": [coords]}, [round(v, 7) for v in bbox]
+    return _cut_at_antimeridian(lon, lat, pad)
 
 
-def bbox_of(geometry: dict[str, Any], pad: float = 1e-6) -> list[float]:
-    """Bounds of a polygon, padded outward (1e-6 deg ~ 0.1 m) so that the curved
-    true edges between densified vertices stay inside."""
-    ring = geometry["coordinates"][0]
-    xs = [p[0] for p in ring]
-    ys = [p[1] for p in ring]
-    return [round(min(xs) - pad, 7), round(min(ys) - pad, 7), round(max(xs) + pad, 7),
-            round(max(ys) + pad, 7)]
+def _cut_at_antimeridian(lon: Sequence[float], lat: Sequence[float], pad: float
+                         ) -> tuple[dict[str, Any], list[float]]:
+    """A ring that crosses 180 deg as a MultiPolygon of its east and west parts."""
+    from shapely.geometry import Polygon, box
+    from shapely.ops import orient
+
+    unwrapped = Polygon([(x % 360.0, y) for x, y in zip(lon, lat, strict=True)])
+    east = unwrapped.intersection(box(0, -90, 180, 90))
+    west = unwrapped.intersection(box(180, -90, 540, 90))
+    parts = []
+    for part, shift in ((east, 0.0), (west, -360.0)):
+        for poly in getattr(part, "geoms", [part]):
+            if poly.geom_type == "Polygon" and not poly.is_empty:
+                ring = [[round(x + shift, 9), round(y, 9)] for x, y in
+                        orient(poly).exterior.coords]
+                parts.append([ring])
+    bbox = [east.bounds[0] - pad, min(lat) - pad, west.bounds[2] - 360 + pad, max(lat) + pad]
+    return {"type": "MultiPolygon", "coordinates": parts}, [round(v, 7) for v in bbox]
 
 
 def scene_item(
@@ -66,9 +96,9 @@ def scene_item(
     from pystac.extensions.projection import ProjectionExtension
     from pystac.extensions.raster import RasterBand, RasterExtension
 
-    geometry = footprint_wgs84(schema.crs_wkt, schema.transform, schema.grid.shape)
+    geometry, bbox = footprint_wgs84(schema.crs_wkt, schema.transform, schema.grid.shape)
     item = pystac.Item(
-        id=validate_id(item_id, "item id"), geometry=geometry, bbox=bbox_of(geometry),
+        id=validate_id(item_id, "item id"), geometry=geometry, bbox=bbox,
         datetime=acquired, properties=dict(properties or {}), collection=collection,
     )
     a, b, c, d, e, f = schema.transform
@@ -133,6 +163,8 @@ def _collection_dict(collection: str, items: list[dict[str, Any]]) -> dict:
     bbox = ([min(b[0] for b in bboxes), min(b[1] for b in bboxes),
              max(b[2] for b in bboxes), max(b[3] for b in bboxes)] if bboxes
             else [-180.0, -90.0, 180.0, 90.0])
+    if len(bboxes) > 1 and any(b[0] > b[2] for b in bboxes):  # one crosses 180 deg
+        bbox[0], bbox[2] = -180.0, 180.0
     col = pystac.Collection(
         id=collection, description=f"satchunk collection {collection}",
         extent=pystac.Extent(

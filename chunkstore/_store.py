@@ -8,6 +8,7 @@ as an explicit argument; a pickled :class:`Store` carries none.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import uuid
@@ -18,13 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from ._ids import validate_id
+from ._integrity import checked_store
 from .errors import NotFoundError, StoreError
 
+# Every request is bounded: 5 s to connect, ``Store.read_timeout`` (60 s unless
+# SATCHUNK_S3_TIMEOUT says otherwise) for each read of an answer, 6 attempts with
+# jittered exponential backoff for what S3 clients retry (connection errors, 5xx,
+# 503 SlowDown, timeouts); a 403 is never retried. s3fs retries once more around
+# that (a body cut mid-stream is only seen after botocore returns); its default of
+# 5 rounds of 6 attempts would stretch a dead endpoint to minutes.
 _S3_CONFIG = {
     "connect_timeout": 5,
-    "read_timeout": 60,
     "retries": {"max_attempts": 6, "mode": "standard"},
 }
+_S3FS_ROUNDS = 2
 
 
 def _mask(value: str | None) -> str:
@@ -80,6 +88,7 @@ class Store:
     uri: str
     endpoint_url: str | None = None
     credentials: Credentials = field(default_factory=Credentials, compare=False, repr=False)
+    read_timeout: float = 60.0
 
     # -- construction -----------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -90,7 +99,8 @@ class Store:
 
     def __getstate__(self) -> dict[str, Any]:
         # Never ship credentials inside a pickled Store: tasks get them explicitly.
-        return {"uri": self.uri, "endpoint_url": self.endpoint_url, "credentials": Credentials()}
+        return {"uri": self.uri, "endpoint_url": self.endpoint_url, "credentials": Credentials(),
+                "read_timeout": self.read_timeout}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for k, v in state.items():
@@ -143,7 +153,7 @@ class Store:
         if self.credentials.region:
             client["region_name"] = self.credentials.region
         opts["client_kwargs"] = client
-        opts["config_kwargs"] = dict(_S3_CONFIG)
+        opts["config_kwargs"] = {**_S3_CONFIG, "read_timeout": self.read_timeout}
         opts["asynchronous"] = asynchronous
         opts["use_listings_cache"] = False  # other writers change the bucket under us
         return opts
@@ -152,23 +162,23 @@ class Store:
     def fs(self) -> Any:
         """A synchronous fsspec filesystem for this store (cached per process by fsspec)."""
         if self.is_s3:
-            import s3fs
-
-            return s3fs.S3FileSystem(**self.s3fs_options())
+            return _s3fs(self.s3fs_options())
         import fsspec
 
         return fsspec.filesystem("file")
 
     def zarr_store(self, key: str, read_only: bool = False) -> Any:
-        """A zarr v3 store rooted at ``key``."""
+        """A zarr v3 store rooted at ``key``. Its failures are one-line StoreErrors, and
+        it refuses empty chunk objects (every writer writes whole shards, so an empty
+        one is damage)."""
         import zarr.storage
 
         if self.is_s3:
-            return zarr.storage.FsspecStore.from_url(
-                self.url(key), storage_options=self.s3fs_options(asynchronous=True),
-                read_only=read_only,
-            )
-        return zarr.storage.LocalStore(self._path(key), read_only=read_only)
+            zs = zarr.storage.FsspecStore(_s3fs(self.s3fs_options(asynchronous=True)),
+                                          read_only=read_only, path=self._path(key))
+        else:
+            zs = zarr.storage.LocalStore(self._path(key), read_only=read_only)
+        return checked_store(zs, self.url(key), self._errors)
 
     # -- object operations --------------------------------------------------------------
     def check(self) -> None:
@@ -201,6 +211,60 @@ class Store:
             finally:
                 tmp.unlink(missing_ok=True)
 
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        """Write ``key`` only if no object is there (S3 ``If-None-Match: *``); False if
+        one is."""
+        with self._errors(f"create {key}"):
+            if self.is_s3:
+                try:
+                    self.fs.pipe_file(self._path(key), data, mode="create")
+                except FileExistsError:
+                    return False
+                except OSError as exc:  # s3fs reports a 412 as EINVAL
+                    if _precondition_failed(exc):
+                        return False
+                    raise
+                return True
+            path = Path(self._path(key))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return True
+
+    def etag(self, key: str) -> str:
+        """A tag that changes whenever the object at ``key`` changes."""
+        with self._errors(f"look up {key}"):
+            if self.is_s3:
+                return str(self.fs.info(self._path(key), refresh=True)["ETag"])
+            return hashlib.md5(Path(self._path(key)).read_bytes()).hexdigest()
+
+    def replace_bytes(self, key: str, data: bytes, etag: str) -> str | None:
+        """Overwrite ``key`` only if it still has ``etag`` (S3 ``If-Match``); its new tag,
+        or None if the object changed or went away meanwhile."""
+        with self._errors(f"replace {key}"):
+            if self.is_s3:
+                try:
+                    out = self.fs.pipe_file(self._path(key), data, IfMatch=etag)
+                except (FileNotFoundError, FileExistsError):
+                    return None
+                except OSError as exc:
+                    if _precondition_failed(exc):
+                        return None
+                    raise
+                return str(out["ETag"]) if isinstance(out, dict) and "ETag" in out \
+                    else self.etag(key)
+            try:
+                if self.etag(key) != etag:
+                    return None
+            except NotFoundError:
+                return None
+            self.write_bytes(key, data)
+            return hashlib.md5(data).hexdigest()
+
     def exists(self, key: str) -> bool:
         with self._errors(f"look up {key}"):
             return bool(self.fs.exists(self._path(key)))
@@ -210,11 +274,13 @@ class Store:
         base = self._path(prefix)
         with self._errors(f"list {prefix}"):
             try:
-                found = self.fs.find(base)
+                found = self.fs.find(base, detail=True)
             except FileNotFoundError:
                 return []
         root = self._root.rstrip("/") + "/"
-        return sorted(p[len(root):] if p.startswith(root) else p for p in found)
+        # objects only: an S3 server may keep an emptied prefix as a directory entry
+        return sorted(p[len(root):] if p.startswith(root) else p
+                      for p, info in found.items() if info.get("type") != "directory")
 
     def list_dirs(self, prefix: str) -> list[str]:
         """Names of the immediate sub-prefixes of ``prefix``."""
@@ -268,13 +334,40 @@ class _ErrorMap:
         if isinstance(ev, FileNotFoundError):
             raise NotFoundError(f"not found in {where}: {self.action}") from None
         name = type(ev).__name__
-        unreachable = isinstance(ev, ConnectionError | TimeoutError)
+        if "Timeout" in name or isinstance(ev, TimeoutError):
+            raise StoreError(
+                f"the object store {where} did not answer in time trying to {self.action} "
+                f"({name}, {self.store.read_timeout:g} s per read, 6 attempts): check that "
+                "it is up and not overloaded, or raise SATCHUNK_S3_TIMEOUT"
+            ) from None
+        unreachable = isinstance(ev, ConnectionError)
         if unreachable or "Connect" in name or "Endpoint" in name:
             raise StoreError(
                 f"cannot reach the object store {where} ({name}): start it or fix "
                 "--endpoint-url / AWS_ENDPOINT_URL"
             ) from None
+        if isinstance(ev, OSError) or type(ev).__module__.split(".")[0] in _TRANSPORT:
+            text = str(ev).splitlines()[0][:200] if str(ev) else ""
+            raise StoreError(f"the object store {where} failed trying to {self.action} "
+                             f"({name}: {text}) after retries: re-run to finish") from None
         return False
+
+
+_TRANSPORT = ("aiohttp", "botocore", "aiobotocore", "urllib3", "s3fs")
+
+
+def _s3fs(options: dict[str, Any]) -> Any:
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**options)
+    fs.retries = _S3FS_ROUNDS
+    return fs
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    """An S3 412: a conditional write found another object (or none) in its place."""
+    text = str(exc).lower()
+    return "precondition" in text or "pre-condition" in text
 
 
 def _check_key(key: str) -> None:
@@ -285,6 +378,18 @@ def _check_key(key: str) -> None:
             if key == "":
                 return
             raise StoreError(f"invalid object key {key!r}")
+
+
+def _timeout(value: str | None) -> float:
+    if value is None or value == "":
+        return 60.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise StoreError(f"SATCHUNK_S3_TIMEOUT={value!r} must be a number of seconds above 0")
+    return seconds
 
 
 def open_store(uri: str | None = None, endpoint_url: str | None = None,
@@ -301,7 +406,8 @@ def open_store(uri: str | None = None, endpoint_url: str | None = None,
         prefix = uri[5:].rstrip("/")
         for part in prefix.split("/")[1:]:
             validate_id(part, "store prefix component")
-        return Store("s3://" + prefix, endpoint or None, Credentials.from_env(env))
+        return Store("s3://" + prefix, endpoint or None, Credentials.from_env(env),
+                     _timeout(env.get("SATCHUNK_S3_TIMEOUT")))
     if "://" in uri and not uri.startswith("file://"):
         raise StoreError(f"unsupported store {uri!r}: use s3://BUCKET/PREFIX or a local directory")
     path = uri[7:] if uri.startswith("file://") else uri

@@ -24,3 +24,20 @@ class NotFoundError(SatchunkError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; we do not
         return str(self.args[0]) if self.args else ""
+
+
+class JobError(SatchunkError, RuntimeError):
+    """A job's task failed on the cluster; the message names the shard. Exit 1."""
+
+    exit_code = 1
+
+
+class CorruptObjectError(SatchunkError, OSError):
+    """An object in the store is damaged (empty, cut short, checksum mismatch); the
+    message names its key. Exit 1."""
+
+    exit_code = 1
+
+
+class LockedError(SatchunkError, RuntimeError):
+    """Another job is writing the same output. Exit 2: wait, or re-run later."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from chunkstore import (
     InputError,
+    JobError,
     MaskSchema,
     ShardGrid,
     Store,
@@ -24,7 +25,9 @@ from chunkstore import (
     mask_item,
     mask_key,
     open_store,
+    output_lock,
     read_georef,
+    run_shard_tasks,
     scene_attrs,
     scene_key,
     write_item,
@@ -32,7 +35,7 @@ from chunkstore import (
 from models import Adapter, ModelError, Radiometry, match_bands
 
 from ._block import context_depth
-from ._runner import ModelRef, PredictJob, mask_graph
+from ._runner import ModelRef, PredictJob, ShardPrediction, predict_shard, task_key
 
 PRODUCT_NAMES = ("class", "probability", "entropy", "margin")
 
@@ -100,8 +103,6 @@ def predict_item(store: Store, client: Any, item: str, ref: ModelRef, adapter: A
                  collection: str | None = None, products: Sequence[str] = ("class",),
                  batch: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Predict one scene item; returns a summary with the mask URI and seconds."""
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
     scene, idx, names = check_item(store, item, adapter, collection)
     collection = scene["collection"]
@@ -130,45 +131,48 @@ def predict_item(store: Store, client: Any, item: str, ref: ModelRef, adapter: A
     summary = {"collection": collection, "item": item, "model_id": model_id,
                "mask": store.url(mkey), "mask_item": mitem_id, "products": list(products),
                "shards": grid.n_shards[0] * grid.n_shards[1]}
-    existing = mask_attrs(store, mkey)
-    same = existing is not None and existing.get("satchunk", {}).get("fingerprint") == fingerprint
-    committed = store.exists(item_key(collection, mitem_id))
+    def state() -> tuple[bool, bool]:
+        """(the mask's layout matches this request, its item is committed)"""
+        attrs = (mask_attrs(store, mkey) or {}).get("satchunk", {})
+        return attrs.get("fingerprint") == fingerprint, store.exists(item_key(collection,
+                                                                            mitem_id))
+
+    same, committed = state()
     if same and committed:
         return {**summary, "status": "exists", "written_shards": 0,
                 "seconds": round(time.perf_counter() - t0, 3)}
-    if committed:
-        delete_item(store, collection, mitem_id)
-    done = done_mask_shards(store, mkey) if same else set()
-    if not same:
-        create_mask(store, mkey, schema)
-    left = [(sy, sx) for sy, sx in grid.shards() if (sy, sx) not in done]
-    ref = dataclasses.replace(ref, threads=max(ref.threads,
-                                               worker_threads(client, tasks=len(left) or None)))
-    job = PredictJob(store.without_credentials(), skey, mkey, idx, names, radiometry, schema,
-                     ref, batch)
-    graph = mask_graph(job, store.credentials, context_depth(spec))
-    todo = [graph.blocks[sy, sx] for sy, sx in left]
-    written = 0
-    if todo:
-        from distributed import as_completed
-
-        futures = client.compute(todo)
-        try:
-            with tqdm(total=len(futures), desc=f"{item} {model_id}", unit="shard",
-                      disable=not progress) as bar:
-                for fut in as_completed(futures):
-                    written += int(fut.result().sum())
-                    bar.update(1)
-        except BaseException:
-            client.cancel(futures)
-            raise
-    seconds = round(time.perf_counter() - t0, 3)
-    scene_href = f"../{item}/{item}.json"
-    mitem = mask_item(scene, mitem_id, store.url(mkey), scene_href, spec.to_dict(),
-                      products, datetime.now(UTC),
-                      {"satchunk:seconds": seconds, "satchunk:model_ref": ref.ref})
-    write_item(store, mitem)
-    return {**summary, "status": "predicted", "written_shards": written, "seconds": seconds}
+    with output_lock(store, mkey, f"mask {store.url(mkey)}") as lock:
+        same, committed = state()  # again: another job may have finished it meanwhile
+        if same and committed:
+            return {**summary, "status": "exists", "written_shards": 0,
+                    "seconds": round(time.perf_counter() - t0, 3)}
+        if committed:
+            delete_item(store, collection, mitem_id)
+        done = done_mask_shards(store, mkey) if same else set()
+        if not same:
+            create_mask(store, mkey, schema)
+        left = [(sy, sx) for sy, sx in grid.shards() if (sy, sx) not in done]
+        ref = dataclasses.replace(ref, threads=max(
+            ref.threads, worker_threads(client, tasks=len(left) or None)))
+        job = PredictJob(store.without_credentials(), skey, mkey, idx, names, radiometry,
+                         schema, ref, batch)
+        tasks = [ShardPrediction(job, context_depth(spec), sy, sx) for sy, sx in left]
+        prefix = task_key(job)
+        run_shard_tasks(client, predict_shard, tasks, store.credentials,
+                        [f"{prefix}-{t.sy}-{t.sx}" for t in tasks],
+                        [f"shard {t.sy},{t.sx} of {collection}/{item}" for t in tasks],
+                        total=summary["shards"], done=len(done), desc=f"{item} {model_id}",
+                        progress=progress)
+        if lock.lost:
+            raise JobError(f"another job took over mask {store.url(mkey)} while this one "
+                           "wrote it (its lock was not renewed in time): nothing was "
+                           "committed; re-run")
+        seconds = round(time.perf_counter() - t0, 3)
+        mitem = mask_item(scene, mitem_id, store.url(mkey), f"../{item}/{item}.json",
+                          spec.to_dict(), products, datetime.now(UTC),
+                          {"satchunk:seconds": seconds, "satchunk:model_ref": ref.ref})
+        write_item(store, mitem)  # the commit
+    return {**summary, "status": "predicted", "written_shards": len(tasks), "seconds": seconds}
 
 
 def _band_names(store: Store, skey: str) -> list[str]:

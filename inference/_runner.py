@@ -18,7 +18,6 @@ import ctypes
 import hashlib
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -26,6 +25,7 @@ from chunkstore import (
     Credentials,
     MaskSchema,
     Store,
+    read_checked,
     write_mask_shard,
 )
 from models import Adapter, Radiometry, TorchAdapter, load_model
@@ -99,45 +99,49 @@ def _read_window(job: PredictJob, store: Store, window: tuple[int, int, int, int
     import zarr
 
     y0, y1, x0, x1 = window
-    arr = zarr.open_array(store.zarr_store(f"{job.scene_key}/reflectance", read_only=True),
-                          zarr_format=3, mode="r")
+    key = f"{job.scene_key}/reflectance"
+    arr = zarr.open_array(store.zarr_store(key, read_only=True), zarr_format=3, mode="r")
+    url = store.url(key)
     if list(job.band_index) == list(range(arr.shape[0])):
-        return arr[:, y0:y1, x0:x1]
+        return read_checked(arr, url, (slice(None), slice(y0, y1), slice(x0, x1)))
     sy, sx = (arr.shards or arr.chunks)[1:]
     out = np.empty((len(job.band_index), y1 - y0, x1 - x0), dtype=arr.dtype)
     for r0 in range(y0 - y0 % sy, y1, sy):
         for c0 in range(x0 - x0 % sx, x1, sx):
             a0, a1, b0, b1 = max(r0, y0), min(r0 + sy, y1), max(c0, x0), min(c0 + sx, x1)
-            part = arr[:, a0:a1, b0:b1]
+            part = read_checked(arr, url, (slice(None), slice(a0, a1), slice(b0, b1)))
             for i, band in enumerate(job.band_index):
                 out[i, a0 - y0:a1 - y0, b0 - x0:b1 - x0] = part[band]
             del part
     return out
 
 
-def _predict_shard(job: PredictJob, credentials: Credentials, depth: int,
-                   block_info: Any = None) -> np.ndarray:
+@dataclass(frozen=True)
+class ShardPrediction:
+    """One unit of Dask work: predict and write mask shard (sy, sx) of ``job``."""
+
+    job: PredictJob
+    depth: int
+    sy: int
+    sx: int
+
+
+def predict_shard(task: ShardPrediction, credentials: Credentials) -> None:
     """One task: read the shard and ``depth`` pixels around it, predict, write the
     mask shard. The context comes straight from the store, so no task waits for or
     holds another's data."""
-    sy, sx = block_info[None]["chunk-location"]
-    _write_shard(job, credentials, depth, sy, sx)
-    _trim_heap()
-    return np.ones((1, 1), dtype=np.int64)
-
-
-def _write_shard(job: PredictJob, credentials: Credentials, depth: int, sy: int,
-                 sx: int) -> None:
-    g = job.schema.grid
-    interior = g.window(sy, sx)
-    window = context_window(interior, depth, g.shape)
+    job, g = task.job, task.job.schema.grid
+    interior = g.window(task.sy, task.sx)
+    window = context_window(interior, task.depth, g.shape)
     store = job.store.with_credentials(credentials)
     adapter = worker_model(job.model, credentials)
     probs, valid = predict_window(_read_window(job, store, window), job.names, adapter,
                                   job.radiometry, (window[0], window[2]), interior, g.shape,
                                   job.batch)
-    write_mask_shard(store, job.mask_key, job.schema, sy, sx,
+    write_mask_shard(store, job.mask_key, job.schema, task.sy, task.sx,
                      products(probs, valid, job.schema.products))
+    del probs, valid
+    _trim_heap()
 
 
 def _trim_heap() -> None:
@@ -149,16 +153,7 @@ def _trim_heap() -> None:
         pass
 
 
-def mask_graph(job: PredictJob, credentials: Credentials, depth: int) -> Any:
-    """A Dask array over the shard grid; computing block (sy, sx) writes mask shard
-    (sy, sx) and yields 1."""
-    import dask.array as da
-
-    ny, nx = job.schema.grid.n_shards
-    return da.map_blocks(_predict_shard, chunks=((1,) * ny, (1,) * nx), dtype=np.int64,
-                         meta=np.empty((0, 0), dtype=np.int64), job=job,
-                         credentials=credentials, depth=depth, name=f"predict-{_token(job)}")
-
-
-def _token(job: PredictJob) -> str:
-    return hashlib.sha1(f"{job.store.uri}|{job.mask_key}|{job.model.ref}".encode()).hexdigest()[:12]
+def task_key(job: PredictJob) -> str:
+    """The Dask key prefix of a prediction's shard tasks."""
+    return "predict-" + hashlib.sha1(
+        f"{job.store.uri}|{job.mask_key}|{job.model.ref}".encode()).hexdigest()[:12]

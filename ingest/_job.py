@@ -21,13 +21,18 @@ import numpy as np
 
 from chunkstore import (
     Credentials,
+    InputError,
+    JobError,
     SceneSchema,
     ShardGrid,
     Store,
     create_scene,
     delete_item,
     done_shards,
+    footprint_wgs84,
     item_key,
+    output_lock,
+    run_shard_tasks,
     scene_attrs,
     scene_item,
     scene_key,
@@ -43,7 +48,6 @@ from ._read import read_band
 from ._sensors import LANDSAT, SENTINEL2
 from ._sources import SceneSource, discover, fingerprint
 from ._target import TargetGrid, target_grid
-from ._tasks import run_shard_tasks
 
 log = logging.getLogger("satchunk.ingest")
 
@@ -126,36 +130,59 @@ def ingest_scene(scene: SceneSource, collection: str, store: Store, client: Any,
     summary = {"collection": collection, "item": scene.item_id, "zarr": store.url(key),
                "shape": [len(schema.bands), grid.height, grid.width],
                "shards": schema.grid.n_shards[0] * schema.grid.n_shards[1]}
-    attrs = scene_attrs(store, key)
-    same = attrs is not None and attrs.get("satchunk", {}).get("fingerprint") == fp
-    committed = store.exists(item_key(collection, scene.item_id))
+
+    def state() -> tuple[bool, bool]:
+        """(the scene Zarr's layout matches these inputs, its item is committed)"""
+        attrs = (scene_attrs(store, key) or {}).get("satchunk", {})
+        return attrs.get("fingerprint") == fp, store.exists(item_key(collection, scene.item_id))
+
+    exists = {**summary, "status": "exists", "written_shards": 0}
+    same, committed = state()
     if same and committed:
-        return {**summary, "status": "exists", "written_shards": 0,
-                "seconds": round(time.perf_counter() - t0, 3)}
-    if committed:
-        log.warning("replacing %s/%s: its inputs or parameters changed", collection,
-                    scene.item_id)
-        delete_item(store, collection, scene.item_id)
-    if not same:
-        create_scene(store, key, schema)
-        done: set[tuple[int, int]] = set()
-    else:
-        done = done_shards(store, key)
-    todo = [s for s in schema.grid.shards() if s not in done]
-    tasks = [ShardTask(scene, grid, schema, store.without_credentials(), key, sy, sx)
-             for sy, sx in todo]
-    credentials = store.credentials
-    run_shard_tasks(client, run_shard, tasks, credentials,
-                    [f"ingest-{collection}-{scene.item_id}-{fp[:8]}-{t.sy}-{t.sx}"
-                     for t in tasks],
-                    total=summary["shards"], done=len(done), desc=scene.item_id,
-                    progress=progress)
-    stats = shard_stats(store, key)
+        return {**exists, "seconds": round(time.perf_counter() - t0, 3)}
+    with output_lock(store, key, f"scene {store.url(key)}") as lock:
+        same, committed = state()  # again: another job may have finished it meanwhile
+        if same and committed:
+            return {**exists, "seconds": round(time.perf_counter() - t0, 3)}
+        if committed:
+            log.warning("replacing %s/%s: its inputs or parameters changed", collection,
+                        scene.item_id)
+            delete_item(store, collection, scene.item_id)
+        if not same:
+            create_scene(store, key, schema)
+        done = done_shards(store, key) if same else set()
+        tasks = [ShardTask(scene, grid, schema, store.without_credentials(), key, sy, sx)
+                 for sy, sx in schema.grid.shards() if (sy, sx) not in done]
+        run_shard_tasks(client, run_shard, tasks, store.credentials,
+                        [f"ingest-{collection}-{scene.item_id}-{fp[:8]}-{t.sy}-{t.sx}"
+                         for t in tasks],
+                        [f"shard {t.sy},{t.sx} of {collection}/{scene.item_id}" for t in tasks],
+                        total=summary["shards"], done=len(done), desc=scene.item_id,
+                        progress=progress)
+        if lock.lost:
+            raise JobError(f"another job took over scene {store.url(key)} while this one "
+                           "wrote it (its lock was not renewed in time): nothing was "
+                           "committed; re-run")
+        stats = shard_stats(store, key)
+        if not stats["valid_pixels"]:
+            store.delete(key)  # nothing to segment: nothing is kept
+            raise InputError(f"{scene.files[0]}: every pixel is nodata (fill value "
+                             f"{schema.nodata}) or NaN: check the file and its nodata "
+                             "value; nothing was ingested")
+        write_item(store, _scene_item(scene, schema, grid, stats, store.url(key),
+                                      collection))  # commit
+    return {**summary, "status": "ingested", "written_shards": len(tasks),
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _scene_item(scene: SceneSource, schema: SceneSchema, grid: TargetGrid,
+                stats: dict[str, Any], href: str, collection: str) -> Any:
+    """The scene's STAC item, with ``stats`` gathered from its written shards."""
     total = grid.height * grid.width
     props: dict[str, Any] = {
         **_platform(scene),
         "satchunk:sensor": scene.sensor,
-        "satchunk:shard": shard, "satchunk:chunk": chunk,
+        "satchunk:shard": schema.grid.shard, "satchunk:chunk": schema.grid.chunk,
         "satchunk:valid_fraction": round(stats["valid_pixels"] / total, 6),
     }
     acquired = scene.acquired
@@ -172,14 +199,11 @@ def ingest_scene(scene: SceneSource, collection: str, store: Store, client: Any,
         props["satchunk:label_classes"] = list(scene.label.classes)
     band_meta = [{"name": b.info.name, "common_name": b.info.common_name,
                   "center_wavelength": b.info.center_wavelength} for b in scene.bands]
-    item = scene_item(schema, scene.item_id, collection, store.url(key), acquired, band_meta,
-                      props)
+    item = scene_item(schema, scene.item_id, collection, href, acquired, band_meta, props)
     for rb in item.assets["zarr"].extra_fields.get("raster:bands", []):
         if isinstance(rb.get("nodata"), float) and math.isnan(rb["nodata"]):
             rb["nodata"] = "nan"  # the STAC raster extension's spelling; NaN is not JSON
-    write_item(store, item)
-    return {**summary, "status": "ingested", "written_shards": len(tasks),
-            "seconds": round(time.perf_counter() - t0, 3)}
+    return item
 
 
 def check_inputs(paths: Sequence[str], collection: str, *, sensor: str = "auto",
@@ -192,7 +216,11 @@ def check_inputs(paths: Sequence[str], collection: str, *, sensor: str = "auto",
     ShardGrid(1, 1, shard, chunk)  # validates --shard / --chunk
     scenes = discover(paths, sensor, bands, labels, label_field, classes, acquired)
     for scene in scenes:
-        target_grid(scene, resolution)
+        grid = target_grid(scene, resolution)
+        try:  # the STAC footprint: lon/lat, cut at the antimeridian where it crosses
+            footprint_wgs84(grid.crs_wkt, grid.transform, (grid.height, grid.width))
+        except InputError as exc:
+            raise InputError(f"{scene.files[0]}: {exc}") from None
     return scenes
 
 

@@ -26,6 +26,7 @@ from chunkstore import (
     LABEL_NODATA,
     Credentials,
     InputError,
+    JobError,
     NotFoundError,
     ShardGrid,
     Store,
@@ -34,7 +35,9 @@ from chunkstore import (
     find_item,
     mask_attrs,
     mask_key,
+    output_lock,
     read_item,
+    run_shard_tasks,
     scene_attrs,
     scene_key,
     validate_id,
@@ -55,7 +58,6 @@ from ._label_rules import (
     qa_layout_from_names,
     scl_label,
 )
-from ._tasks import run_shard_tasks
 
 SOURCES_HELP = "qa, scl, indices or mask:MODEL_ID"
 LABEL_PROPS = ("satchunk:label_classes", "satchunk:label_source", "satchunk:label_thresholds")
@@ -343,26 +345,45 @@ def label_scene(store: Store, client: Any, item: str, source: str, *,
                                "classes": list(plan.classes), "shards": n}
     if plan.thresholds is not None:
         summary["thresholds"] = dict(plan.thresholds)
-    same = _label_source(store, key) == source_doc
-    current = read_item(store, col, item)["properties"]
-    if same and all(current.get(k) == v for k, v in props.items()):
+
+    def state() -> tuple[bool, bool]:
+        """(the stored label came from this source, the item says so already)"""
+        current = read_item(store, col, item)["properties"]
+        same = _label_source(store, key) == source_doc
+        return same, same and all(current.get(k) == v for k, v in props.items())
+
+    def exists() -> dict[str, Any]:
         return {**summary, "status": "exists", "written_shards": 0,
                 "class_pixels": _class_pixels(store, key, plan.classes),
                 "seconds": round(time.perf_counter() - t0, 3)}
-    _write_scene_item(store, col, item, None)  # uncommit first: never half-labelled
-    if same:
-        done = done_label_shards(store, key)
-    else:
-        add_label(store, key, plan.classes, source_doc)
-        done = set()
-    tag = uuid.uuid4().hex[:8]  # fresh keys: a failed run's tasks never shadow a re-run's
-    tasks = [LabelTask(plan.recipe, store.without_credentials(), key, sy, sx)
-             for sy, sx in grid.shards() if (sy, sx) not in done]
-    run_shard_tasks(client, run_label_shard, tasks, store.credentials,
-                    [f"label-{col}-{item}-{tag}-{t.sy}-{t.sx}" for t in tasks],
-                    total=n, done=len(done), desc=f"{item} {plan.name}", progress=progress)
-    class_pixels = _class_pixels(store, key, plan.classes)
-    _write_scene_item(store, col, item, props)  # the commit
+
+    same, committed = state()
+    if committed:
+        return exists()
+    with output_lock(store, key, f"scene {store.url(key)}") as lock:
+        same, committed = state()  # again: another job may have finished it meanwhile
+        if committed:
+            return exists()
+        _write_scene_item(store, col, item, None)  # uncommit first: never half-labelled
+        if same:
+            done = done_label_shards(store, key)
+        else:
+            add_label(store, key, plan.classes, source_doc)
+            done = set()
+        tag = uuid.uuid4().hex[:8]  # fresh keys: a failed run's tasks never shadow a re-run's
+        tasks = [LabelTask(plan.recipe, store.without_credentials(), key, sy, sx)
+                 for sy, sx in grid.shards() if (sy, sx) not in done]
+        run_shard_tasks(client, run_label_shard, tasks, store.credentials,
+                        [f"label-{col}-{item}-{tag}-{t.sy}-{t.sx}" for t in tasks],
+                        [f"shard {t.sy},{t.sx} of {col}/{item}" for t in tasks],
+                        total=n, done=len(done), desc=f"{item} {plan.name}",
+                        progress=progress)
+        class_pixels = _class_pixels(store, key, plan.classes)
+        if lock.lost:
+            raise JobError(f"another job took over scene {store.url(key)} while this one "
+                           "labelled it (its lock was not renewed in time): nothing was "
+                           "committed; re-run")
+        _write_scene_item(store, col, item, props)  # the commit
     return {**summary, "status": "labelled", "written_shards": len(tasks),
             "class_pixels": class_pixels, "seconds": round(time.perf_counter() - t0, 3)}
 

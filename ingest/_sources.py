@@ -228,6 +228,33 @@ def _check_crs(sources: Sequence[BandSource], item: str) -> None:
             )
 
 
+def _bounds(m: RasterMeta) -> tuple[float, float, float, float]:
+    a, _, c, _, e, f = m.transform
+    xs, ys = (c, c + a * m.width), (f, f + e * m.height)
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _show(bounds: tuple[float, ...]) -> str:
+    return ", ".join(f"{v:.0f}" for v in bounds)
+
+
+def _check_extents(sources: Sequence[BandSource], item: str) -> None:
+    """Bands of one scene cover one area: crops differ by a coarse pixel or so (the
+    Sentinel-2 60 m bands end up to 50 m off the 10 m ones); a band from another scene,
+    or cut or resampled to another extent, is refused rather than padded with nodata."""
+    finest = min(sources, key=lambda s: s.meta.resolution)
+    ref = _bounds(finest.meta)
+    for s in sources:
+        tol = 2 * max(s.meta.resolution, finest.meta.resolution)
+        got = _bounds(s.meta)
+        if any(abs(g - r) > tol for g, r in zip(got, ref, strict=True)):
+            raise InputError(
+                f"{s.path}: covers ({_show(got)}) at {s.meta.resolution:g} m, but "
+                f"{finest.path} covers ({_show(ref)}) at {finest.meta.resolution:g} m in scene "
+                f"{item}: bands of one scene must cover one area; use the band files of one "
+                "scene, cut to the same extent")
+
+
 def _band_set(files: list[Path], sensor: str, bands: list[str] | None, item: str,
               when: datetime | None) -> SceneSource:
     """A Sentinel-2 or Landsat per-band set recognised from file names."""
@@ -272,6 +299,7 @@ def _band_set(files: list[Path], sensor: str, bands: list[str] | None, item: str
             raise _fail(s.path, f"has {s.meta.count} bands, expected one",
                         "give single-band files for a per-band set")
     _check_crs(list(sources) + [a for _, a in aux_sources], item)
+    _check_extents(list(sources) + [a for _, a in aux_sources], item)
     scale, offset = scale_offset(sensor, level2, when)
     dtype, nodata = scene_pixel_type([s.meta for s in sources], 0, "uint16")
     return SceneSource(item, sensor, sources, scale, offset, nodata, dtype, when, aux_sources,
@@ -312,6 +340,7 @@ def _generic_scene(files: list[Path], sensor: str, bands: list[str] | None, item
     sources = tuple(BandSource(p, i, info, m) for (p, i, m), info in zip(pairs, infos,
                                                                          strict=True))
     _check_crs(sources, item)
+    _check_extents(sources, item)
     dtype, nodata = scene_pixel_type(metas, metas[0].nodata)
     if sensor in (SENTINEL2, LANDSAT):
         scale, offset = scale_offset(sensor, False, when)

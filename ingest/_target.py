@@ -34,8 +34,9 @@ def target_grid(scene: SceneSource, resolution: float | None = None) -> TargetGr
     a, b, c, d, e, f = finest.transform
     if resolution is None:
         return TargetGrid(finest.crs_wkt, finest.transform, finest.height, finest.width)
-    if resolution <= 0:
-        raise InputError(f"--resolution {resolution} must be positive (metres per pixel)")
+    if not math.isfinite(resolution) or resolution <= 0:
+        raise InputError(f"--resolution {resolution} must be a positive number (metres per "
+                         "pixel)")
     width = max(1, math.ceil(finest.width * abs(a) / resolution - 1e-9))
     height = max(1, math.ceil(finest.height * abs(e) / resolution - 1e-9))
     sx = math.copysign(resolution, a)

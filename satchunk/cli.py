@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
-import logging
 import sys
+import tempfile
 from typing import Annotated, Any
 
 import click
@@ -21,6 +22,7 @@ from chunkstore import (
 )
 
 from .jobs import run_job, update_run
+from .logs import configure_logging
 from .signals import wait_for_signal
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -317,8 +319,12 @@ def vectorize(
 
 @app.command()
 def train(
-    collection: Annotated[list[str], typer.Option("--collection", help="labelled collection "
-                                                  "(repeat for several)")],
+    ctx: typer.Context,
+    collection: Annotated[list[str] | None, typer.Option(
+        "--collection", help="labelled collection (repeat for several)")] = None,
+    config_file: Annotated[str | None, typer.Option(
+        "--config", help="YAML or JSON file of these options (keys as the option names, "
+        "e.g. epochs: 40); options on the command line win")] = None,
     model: Annotated[str, typer.Option("--model", help="unet[:plain|resnet18|resnet34|"
                                        "resnet50] | segformer")] = "unet",
     out: Annotated[str | None, typer.Option("--out", help="where checkpoints go: s3://... or "
@@ -370,6 +376,20 @@ def train(
     from training import TrainConfig, prepare, saved_split
     from training import train as run_training
 
+    if config_file:
+        from .options_file import read_options
+
+        given = {k: v for k, v in read_options(config_file, TRAIN_OPTIONS).items()
+                 if _not_on_command_line(ctx, k)}
+        for k in {"bands", "indices"} & given.keys():  # comma-separated, as on the CLI
+            given[k] = ",".join(given[k] or []) or None
+        values = {**locals(), **given}
+        (collection, model, out, epochs, steps, batch, lr, patch, sampler, exponent, loss,
+         class_weights, seed, patience, workers, bands, indices, name, version, device,
+         val_patches) = (values[k] for k in TRAIN_OPTIONS)
+    if not collection:
+        raise InputError("name the labelled collection(s): --collection C (or collection: "
+                         "in --config)")
     cfg = TrainConfig(collections=list(collection), model=model, epochs=epochs, steps=steps,
                       batch=batch, lr=lr, patch=patch, sampler=sampler, exponent=exponent,
                       loss=loss, class_weights=class_weights, seed=seed, patience=patience,
@@ -415,6 +435,20 @@ def train(
     typer.echo(f"best val mIoU {result['best_val_miou']:.4f} at epoch {result['best_epoch']}"
                f" of {result['epochs_run']}{' (early stop)' if result['early_stopped'] else ''}"
                f"; model: {result['out']} (satchunk predict --model {result['out']})")
+
+
+# train's options a --config file may set, in TRAIN_OPTIONS order, with their types
+TRAIN_OPTIONS = {
+    "collection": list, "model": str, "out": str, "epochs": int, "steps": int, "batch": int,
+    "lr": float, "patch": int, "sampler": str, "exponent": float, "loss": str,
+    "class_weights": str, "seed": int, "patience": int, "workers": int, "bands": list,
+    "indices": list, "name": str, "version": str, "device": str, "val_patches": int,
+}
+
+
+def _not_on_command_line(ctx: Any, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return getattr(source, "name", "DEFAULT") not in ("COMMANDLINE", "ENVIRONMENT")
 
 
 def _echo_epoch(row: dict[str, Any]) -> None:
@@ -603,8 +637,8 @@ _CLICK_ABORT = tuple({click.exceptions.Abort, typer.Abort})
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns 0 on success, 2 on a user error (one line on stderr)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        configure_logging()
         app(args=argv, prog_name="satchunk", standalone_mode=False)
     except SatchunkError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -624,6 +658,14 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo("interrupted: re-run the same command to finish the missing shards",
                    err=True)
         return 130
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        typer.echo(f"error: no space left on the device{where}: free space there, or point "
+                   f"TMPDIR (now {tempfile.gettempdir()}) at a disk with room; nothing was "
+                   "committed", err=True)
+        return 1
     return 0
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from chunkstore import StoreError
 
@@ -18,6 +22,25 @@ from chunkstore import StoreError
 # system after every shard (inference/_runner.py trims the heap). The Dockerfile sets
 # the same for `dask worker` in compose and Kubernetes.
 WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432"}
+# A worker holds only the tasks it runs: satchunk's tasks take seconds each, so nothing
+# is gained by queueing more on a worker, and when a worker dies only the task it was
+# running counts towards ``allowed-failures``, so a shard that crashes its workers is
+# the one named, not the innocent ones queued behind it. The Dockerfile sets the same.
+SCHEDULER_CONFIG = {"distributed.scheduler.worker-saturation": 1.0}
+
+
+class WorkerLogging(WorkerPlugin):
+    """Gives workers the client's log level, credentials blanked (satchunk/logs.py)."""
+
+    name = "satchunk-logging"
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+
+    def setup(self, worker: Any) -> None:
+        from .logs import configure_logging
+
+        configure_logging(self.level)
 
 
 @contextmanager
@@ -27,8 +50,10 @@ def dask_client(scheduler: str | None = None, workers: int | None = None,
     import dask
     from distributed import Client, LocalCluster
 
+    level = logging.getLogger().getEffectiveLevel()
+    silence = level > logging.DEBUG  # at DEBUG every logger speaks (credentials blanked)
     for name in ("distributed", "bokeh", "tornado"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(logging.ERROR if silence else level)
     if scheduler:
         try:
             client = Client(scheduler, timeout="20s")
@@ -39,12 +64,21 @@ def dask_client(scheduler: str | None = None, workers: int | None = None,
     else:
         n = workers or max(1, min(2, os.cpu_count() or 1))
         env = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENV.items()}
-        with dask.config.set(env):
-            cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker,
-                                   processes=True, host="127.0.0.1",
-                                   dashboard_address="127.0.0.1:8787",
-                                   silence_logs=logging.ERROR)
-        client = Client(cluster)
+        # the workers' spill and scratch space: one folder under TMPDIR per job, gone
+        # when the job ends, whether it ends well or not
+        scratch = tempfile.mkdtemp(prefix="satchunk-dask-")
+        try:
+            with dask.config.set({**env, **SCHEDULER_CONFIG, "temporary-directory": scratch}):
+                cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker,
+                                       processes=True, host="127.0.0.1",
+                                       dashboard_address="127.0.0.1:8787",
+                                       local_directory=scratch,
+                                       silence_logs=logging.ERROR if silence else level)
+            client = Client(cluster)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+    client.register_plugin(WorkerLogging(level), name=WorkerLogging.name)
     if not quiet:
         print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
     try:
@@ -53,3 +87,4 @@ def dask_client(scheduler: str | None = None, workers: int | None = None,
         client.close()
         if cluster is not None:
             cluster.close()
+            shutil.rmtree(scratch, ignore_errors=True)

@@ -3,6 +3,8 @@ nothing in the catalog."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import rasterio
@@ -33,7 +35,9 @@ def good_tif(tmp_path_factory, landsat_dir):
 def run_bad(capsys, argv):
     code = main(argv)
     err = capsys.readouterr().err.strip().splitlines()
-    return code, [line for line in err if not line.startswith(("INFO", "Dask"))]
+    progress = re.compile(r"\d+/\d+ \[")  # tqdm bars of a job refused after its shards
+    return code, [line for line in err if line.strip() and not line.startswith(("INFO", "Dask"))
+                  and not progress.search(line)]
 
 
 def assert_refused(capsys, store_env, argv, *needles):
@@ -46,7 +50,8 @@ def assert_refused(capsys, store_env, argv, *needles):
     for n in needles:
         assert n in lines[0], lines[0]
     store = open_store(env=store_env)
-    assert store.list("stac") == []
+    assert store.list("stac") == [] and store.list("zarr") == []  # nothing written
+    assert store.list("locks") == []
     assert store_env["AWS_SECRET_ACCESS_KEY"] not in lines[0]
     return lines[0]
 
@@ -148,3 +153,76 @@ def test_unreachable_store_is_one_line(capsys, cli_env, good_tif, monkeypatch):
 def test_usage_errors_are_one_line_exit_2(capsys, argv, needle):
     code, err = run_bad(capsys, argv)
     assert code == 2 and len(err) == 1 and needle in err[0] and err[0].startswith("error: ")
+
+
+def _claim_size(src, dst, width, height):
+    """Copy the TIFF ``src`` to ``dst`` with its header claiming width x height pixels."""
+    import struct
+
+    b = bytearray(src.read_bytes())
+    assert b[:4] == b"II*\x00"
+    off = struct.unpack("<I", b[4:8])[0]
+    for i in range(struct.unpack("<H", b[off:off + 2])[0]):
+        e = off + 2 + 12 * i
+        tag = struct.unpack("<H", b[e:e + 2])[0]
+        if tag in (256, 257):  # ImageWidth, ImageLength: as LONG, whatever they were
+            b[e + 2:e + 4] = struct.pack("<H", 4)
+            b[e + 8:e + 12] = struct.pack("<I", width if tag == 256 else height)
+    dst.write_bytes(bytes(b))
+
+
+def test_header_claiming_a_million_by_a_million_pixels(capsys, cli_env, tmp_path, good_tif):
+    f = tmp_path / "huge.tif"
+    _claim_size(good_tif, f, 10**6, 10**6)
+    with rasterio.open(f) as ds:  # it opens, and claims 10^12 pixels
+        assert (ds.width, ds.height) == (10**6, 10**6)
+    assert_refused(capsys, cli_env, ["ingest", str(f), "--collection", "c"], "huge.tif",
+                   "truncated or corrupt")
+
+
+@pytest.mark.parametrize("kind", ["nodata", "nan"])
+def test_scene_without_a_valid_pixel(capsys, cli_env, tmp_path, good_tif, kind):
+    f = tmp_path / f"empty_{kind}.tif"
+    with rasterio.open(good_tif) as src:
+        prof = src.profile | {"driver": "GTiff"}
+    if kind == "nodata":
+        prof |= {"nodata": 0}
+        data = np.zeros((2, prof["height"], prof["width"]), np.uint16)
+    else:
+        prof |= {"dtype": "float32", "nodata": None}
+        data = np.full((2, prof["height"], prof["width"]), np.nan, np.float32)
+    with rasterio.open(f, "w", **prof) as dst:
+        dst.write(data)
+    assert_refused(capsys, cli_env, ["ingest", str(f), "--collection", "c", "--shard", "256",
+                                     "--chunk", "128"], f.name, "every pixel is nodata")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-30", "0"])
+def test_resolution_that_is_not_a_positive_number(capsys, cli_env, good_tif, value):
+    assert_refused(capsys, cli_env, ["ingest", str(good_tif), "--collection", "c",
+                                     f"--resolution={value}"], "--resolution",
+                   "positive number")
+
+
+def test_band_from_another_area_or_resampled_to_another_extent(capsys, cli_env, tmp_path,
+                                                               landsat_dir):
+    from rasterio.transform import Affine
+
+    name = "LC08_L1TP_015032_20200101_20200113_01_T1"
+    for band in ("B2", "B3", "B4", "B5"):
+        with rasterio.open(landsat_dir / f"l8_{band}.tif") as src:
+            prof, data = src.profile, src.read()
+        if band == "B5":  # shifted 3 km east, and at 60 m
+            t = prof["transform"]
+            prof |= {"transform": Affine(60, 0, t.c + 3000, 0, -60, t.f),
+                     "width": prof["width"] // 2, "height": prof["height"] // 2}
+            data = data[:, ::2, ::2]
+        with rasterio.open(tmp_path / f"{name}_{band}.TIF", "w", **prof) as dst:
+            dst.write(data)
+    assert_refused(capsys, cli_env, ["ingest", str(tmp_path), "--collection", "c"],
+                   f"{name}_B5.TIF", "covers", "one area")
+
+
+def test_nul_in_an_id(capsys, cli_env, good_tif):
+    assert_refused(capsys, cli_env, ["ingest", str(good_tif), "--collection", "a\x00b"],
+                   "invalid collection")

@@ -338,3 +338,39 @@ def test_generic_integer_file_without_nodata_has_fill_value(tmp_path, s3_store, 
     assert meta["data_type"] == "uint16" and meta["attributes"]["_FillValue"] == 0
     ds = open_scene(s3_store, key, mask_and_scale=False)
     np.testing.assert_array_equal(ds["reflectance"].values[0], data)
+
+
+# --- 4. footprints: cut at the antimeridian; metres tagged as degrees refused ----------
+
+def test_a_scene_across_the_antimeridian_gets_a_cut_footprint(tmp_path, s3_store, client,
+                                                               landsat_dir):
+    """Real Landsat pixels placed in UTM 60N so that the scene spans 178.8 E to 177.6 W:
+    the item's geometry is a MultiPolygon cut at 180 and its bbox has west > east."""
+    import shapely.geometry
+
+    with rasterio.open(landsat_dir / "l8_B4.tif") as src:
+        data, prof = _crop(src, 60, 600)
+    f = _write(tmp_path / "dateline.tif", data, prof, crs="EPSG:32660",
+               transform=Affine(333.4, 0, 600000, 0, -333.4, 6700000))
+    (res,) = ingest([str(f)], "dl", s3_store, client, sensor="generic", shard=512, chunk=256,
+                    progress=False)
+    item = read_item(s3_store, "dl", "dateline")
+    west, south, east, north = item["bbox"]
+    assert 178.5 < west < 179 and -178 < east < -177.4 and west > east
+    geom = shapely.geometry.shape(item["geometry"])
+    assert item["geometry"]["type"] == "MultiPolygon" and geom.is_valid
+    parts = sorted(p.bounds for p in geom.geoms)
+    assert parts[0][0] == -180.0 and parts[0][2] == pytest.approx(east, abs=1e-5)
+    assert parts[1][2] == 180.0 and parts[1][0] == pytest.approx(west, abs=1e-5)
+    assert all(south <= b[1] and b[3] <= north for b in parts)
+    col = json.loads(s3_store.read_bytes("stac/dl/collection.json"))
+    assert col["extent"]["spatial"]["bbox"][0] == item["bbox"]
+
+
+def test_metres_tagged_as_degrees_are_refused_before_any_write(tmp_path, s3_store,
+                                                               landsat_dir):
+    with rasterio.open(landsat_dir / "l8_B4.tif") as src:
+        data, prof = _crop(src, 100, 100)
+    f = _write(tmp_path / "mislabelled.tif", data, prof, crs="EPSG:4326")  # UTM metres
+    with pytest.raises(InputError, match="mislabelled.tif: its outline .* is not on Earth"):
+        check_inputs([str(f)], "bad", sensor="generic")

@@ -71,11 +71,13 @@ def weights(store, key):
     return load(store.read_bytes(key))
 
 
-def test_train_predict_evaluate_closes_the_loop(capsys, cli):
+def test_train_predict_evaluate_closes_the_loop(capsys, cli, tmp_path):
     out = cli.url("models/loop/1")
+    run_yaml = tmp_path / "run.yaml"  # options from a file; the command line wins
+    run_yaml.write_text("epochs: 5\nsteps: 15\npatch: 64\nbatch: 8\n"
+                        "indices: [ndvi, ndwi]\nbands: blue,green,red,nir\n")
     r = run_json(capsys, ["train", "--collection", COLL, "--out", out, "--epochs", "2",
-                          "--steps", "15", "--patch", "64", "--batch", "8",
-                          "--indices", "ndvi,ndwi", "--bands", "blue,green,red,nir"])
+                          "--config", str(run_yaml)])
     assert r["classes"] == list(CLASSES) and r["epochs_run"] == 2
     assert r["split"] == {"train": 12, "val": 2, "test": 2}
     assert r["best_val_miou"] > 0.5, r["history"]  # it learns (seeded, deterministic on CPU)
@@ -217,6 +219,21 @@ def test_bad_inputs_are_refused_before_any_write(capsys, cli, s2_dir, client, tm
                    "--patch 128", "inner chunk (64)")
     assert_refused(capsys, ["train", "--collection", COLL, *FAST, "--sampler", "x"],
                    "--sampler")
+    assert_refused(capsys, ["train", "--collection", COLL, *FAST, "--lr", "nan"], "--lr nan")
+    # an options file: Python tags are refused, never run; unknown keys and types named
+    evil = tmp_path / "evil.yaml"
+    evil.write_text(f"epochs: 1\nseed: !!python/object/apply:os.system ['touch {tmp_path}/x']\n")
+    assert_refused(capsys, ["train", "--collection", COLL, "--config", str(evil)],
+                   "evil.yaml", "line 2", "python/object/apply:os.system", "plain YAML")
+    assert not (tmp_path / "x").exists()
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("collection: [labelled]\nepoch: 3\n")
+    assert_refused(capsys, ["train", "--config", str(typo)], "'epoch' is not an option",
+                   "epochs")
+    typo.write_text("collection: [labelled]\nepochs: lots\n")
+    assert_refused(capsys, ["train", "--config", str(typo)], "epochs: 'lots' is not an int")
+    typo.write_text("lr: .nan\n")
+    assert_refused(capsys, ["train", "--collection", COLL, "--config", str(typo)], "--lr nan")
     assert cli.list("models") == models_before and cli.list("runs") == runs_before
     # resume into a checkpoint of another model
     out = cli.url("models/fit/1")

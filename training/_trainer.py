@@ -73,8 +73,8 @@ class TrainConfig:
                        ("--batch", self.batch), ("--val-patches", self.val_patches)):
             if v < 1:
                 bad.append(f"{opt} {v} must be at least 1")
-        if self.lr <= 0:
-            bad.append(f"--lr {self.lr} must be > 0")
+        if not 0 < self.lr < float("inf"):  # NaN too
+            bad.append(f"--lr {self.lr} must be a positive number")
         if self.sampler not in MODES:
             bad.append(f"--sampler {self.sampler!r}: use {' or '.join(MODES)}")
         if not 0 <= self.exponent <= 1:

