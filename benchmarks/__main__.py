@@ -24,16 +24,25 @@ QUICK = {"sizes": (1024, 2048), "p3": 2048, "p1": (1024, 512), "p6": (1024, 512)
 def run(repeats: int, scale: dict) -> dict:
     t0 = time.perf_counter()
     r = header()
+    took: dict[str, float] = {}
+
+    def lap(name: str) -> None:  # wall seconds of each section, for the results file
+        took[name] = round(time.perf_counter() - t0 - sum(took.values()))
+
     with bench_env() as bench:
+        lap("set-up")
         print("== ingest: P2 (ingest), P3")
         sizes = scale["sizes"]
         ing = ingest.measure(bench, list(sizes), scale["p3"], repeats)
+        lap("ingest (P2 ingest, P3)")
         print("== inference: P1, scheduling")
         r["P1"] = inference.measure_p1(bench, ["unet", "segformer", "ukis-csmask:4b"],
                                        *scale["p1"], repeats)
+        lap("inference (P1, scheduling)")
         print("== inference: P2")
         scenes = {s: (bench.store(f"p2-{s}"), _item(bench, s)) for s in sizes}
         r["P2"] = inference.p2(bench, scenes) | {"ingest": ing["P2_ingest"]}
+        lap("inference (P2)")
         r["P3"] = ing["P3"]
         print("== loader: P4, P5")
         tr = training.measure(bench, 256, 8, 40, repeats)
@@ -41,8 +50,10 @@ def run(repeats: int, scale: dict) -> dict:
                    "value": min(v["value"] for v in tr["P4"].values()), "target": ">= 3",
                    "met": all(v["met"] for v in tr["P4"].values())}
         r["P5"] = tr["P5"]
+        lap("loader (P4, P5)")
         print("== peers: P6")
         r["P6"] = peers.measure(bench, *scale["p6"], repeats)
+        lap("peers (P6)")
     csmask = r["P1"]["models"]["ukis-csmask:4b"]
     r["scheduling"] = {m: v["scheduling"] | {"useful_pixels": v["useful_pixels"]}
                        for m, v in r["P1"]["models"].items()}
@@ -55,6 +66,7 @@ def run(repeats: int, scale: dict) -> dict:
     r["gpu"] = ({"available": True, "name": name} if name else
                 {"available": False, "why": "no GPU on this machine: no GPU table"})
     r["seconds"] = round(time.perf_counter() - t0)
+    r["section_seconds"] = took
     return r
 
 

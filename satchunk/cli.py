@@ -639,7 +639,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns 0 on success, 2 on a user error (one line on stderr)."""
     try:
         configure_logging()
-        app(args=argv, prog_name="satchunk", standalone_mode=False)
+        # typer turns Ctrl-C (KeyboardInterrupt) into a returned 130
+        if app(args=argv, prog_name="satchunk", standalone_mode=False) == 130:
+            raise KeyboardInterrupt
     except SatchunkError as exc:
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code

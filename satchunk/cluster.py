@@ -43,6 +43,20 @@ class WorkerLogging(WorkerPlugin):
         configure_logging(self.level)
 
 
+class IgnoreInterrupt(WorkerPlugin):
+    """Local workers leave Ctrl-C to the command: a terminal sends SIGINT to the whole
+    process group, and the command stops its cluster itself (no worker tracebacks)."""
+
+    name = "satchunk-ignore-interrupt"
+
+    def setup(self, worker: Any) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @contextmanager
 def dask_client(scheduler: str | None = None, workers: int | None = None,
                 threads_per_worker: int = 1, quiet: bool = False) -> Iterator[Any]:
@@ -79,6 +93,8 @@ def dask_client(scheduler: str | None = None, workers: int | None = None,
             shutil.rmtree(scratch, ignore_errors=True)
             raise
     client.register_plugin(WorkerLogging(level), name=WorkerLogging.name)
+    if cluster is not None:
+        client.register_plugin(IgnoreInterrupt(), name=IgnoreInterrupt.name)
     if not quiet:
         print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
     try:

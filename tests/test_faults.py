@@ -169,7 +169,11 @@ def _predict_cmd(collection):
             "--model", CSMASK, "--json"]
 
 
-def test_predict_killed_outright_then_rerun_does_only_the_missing_shards(s3_env, landsat_dir):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
+def test_predict_killed_or_interrupted_then_rerun_does_only_the_missing_shards(
+        s3_env, landsat_dir, sig):
+    """SIGKILL of the whole process group (client, scheduler and workers at once), or
+    Ctrl-C (SIGINT to the terminal's process group)."""
     store = open_store(env=s3_env)
     env = {**os.environ, **s3_env}
     for col in ("killed", "clean"):
@@ -178,17 +182,27 @@ def test_predict_killed_outright_then_rerun_does_only_the_missing_shards(s3_env,
                        env=env, check=True, capture_output=True, timeout=300)
     mkey = mask_key("killed", L8_ITEM, CSMASK_ID)
     proc = subprocess.Popen(_predict_cmd("killed"), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         done = _wait_for(lambda: len([k for k in store.list(f"{mkey}/class") if "/c/" in k])
                          >= 3 or proc.poll() is not None, timeout=300)
         done = len([k for k in store.list(f"{mkey}/class") if "/c/" in k])
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # client, scheduler and workers at once
-        proc.wait(30)
-    assert 3 <= done < 25, f"kill landed at {done} of 25 shards"
+        os.killpg(proc.pid, sig)
+        err = proc.communicate(timeout=60)[1]
+    assert 3 <= done < 25, f"the signal landed at {done} of 25 shards"
     assert not store.exists(item_key("killed", f"{L8_ITEM}__{CSMASK_ID}"))
-    assert store.exists(lock_key(mkey))  # left behind by the killed job...
+    if sig == signal.SIGINT:  # one line, the lock released, the record says so
+        lines = [x for x in err.splitlines() if x.strip() and "shard/s" not in x
+                 and not x.startswith(("Dask dashboard", "INFO"))]
+        assert proc.returncode == 130 and lines == [
+            "interrupted: re-run the same command to finish the missing shards"], err[-3000:]
+        assert not store.exists(lock_key(mkey))
+        (run,) = [json.loads(store.read_bytes(k)) for k in store.list("runs")
+                  if "predict" in k]
+        assert run["status"] == "interrupted"
+    else:
+        assert store.exists(lock_key(mkey))  # left behind by the killed job...
     again = subprocess.run(_predict_cmd("killed"), env=env, capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0, again.stderr  # ...and taken over: its holder is dead

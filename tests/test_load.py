@@ -27,9 +27,9 @@ def test_eight_concurrent_predicts_on_two_workers(s3_env, landsat_dir):
     store = open_store(env=s3_env)
     env = {**os.environ, **s3_env}
     with dask_client(workers=2, quiet=True) as client:
-        scenes = check_inputs([str(landsat_dir)], "l8", shard=128, chunk=128)
+        scenes = check_inputs([str(landsat_dir)], "l8", shard=256, chunk=128)
         for i in range(JOBS + 1):
-            ingest_scenes(scenes, f"l8-{i}", store, client, shard=128, chunk=128,
+            ingest_scenes(scenes, f"l8-{i}", store, client, shard=256, chunk=128,
                           progress=False)
         workers = dict(client.run(os.getpid))
 
@@ -48,10 +48,10 @@ def test_eight_concurrent_predicts_on_two_workers(s3_env, landsat_dir):
         for p, (out, err) in zip(procs, results, strict=True):
             assert p.returncode == 0, err[-2000:]
             (r,) = json.loads(out)
-            assert r["status"] == "predicted" and r["written_shards"] == 25
+            assert r["status"] == "predicted" and r["written_shards"] == 9
         assert dict(client.run(os.getpid)) == workers  # the same 2 workers: none restarted
     reference = _chunks(store, mask_key(f"l8-{JOBS}", L8_ITEM, CSMASK_ID))
-    assert len([k for k in reference if k.startswith("/class/")]) == 25
+    assert len([k for k in reference if k.startswith("/class/")]) == 9
     for i in range(JOBS):
         assert store.exists(item_key(f"l8-{i}", f"{L8_ITEM}__{CSMASK_ID}"))
         assert _chunks(store, mask_key(f"l8-{i}", L8_ITEM, CSMASK_ID)) == reference

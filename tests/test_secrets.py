@@ -99,3 +99,29 @@ def test_every_root_handler_is_filtered_and_the_level_is_checked(monkeypatch):
     assert log_level({"SATCHUNK_LOG_LEVEL": "debug"}) == logging.DEBUG
     with pytest.raises(Exception, match="SATCHUNK_LOG_LEVEL"):
         log_level({"SATCHUNK_LOG_LEVEL": "LOUD"})
+
+
+def test_scheduler_and_dashboards_listen_on_loopback_only(client, s3_store):
+    import psutil
+
+    from dashboards import start_dashboard
+
+    def listening(pid):
+        return {(c.laddr.ip, c.laddr.port) for c in psutil.Process(pid).net_connections("tcp")
+                if c.status == psutil.CONN_LISTEN}
+
+    assert client.scheduler.address.startswith("tcp://127.0.0.1:")
+    assert client.dashboard_link.startswith("http://127.0.0.1:")
+    # the local cluster's scheduler (with the Dask dashboard) runs in this process
+    scheduler_pid = client.run_on_scheduler(os.getpid)
+    assert scheduler_pid == os.getpid()
+    dash = start_dashboard(s3_store, port=0)
+    try:
+        port = int(dash.url.rstrip("/").rsplit(":", 1)[1])
+        socks = listening(scheduler_pid)
+        assert port in {p for _, p in socks}
+        assert {ip for ip, _ in socks} == {"127.0.0.1"}, socks
+    finally:
+        dash.stop()
+    for pid in client.run(os.getpid).values():  # the workers
+        assert {ip for ip, _ in listening(pid)} <= {"127.0.0.1"}
