@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 from ._layout import lock_key
 from ._store import Store
-from .errors import LockedError, NotFoundError, SatchunkError
+from .errors import JobError, LockedError, NotFoundError, SatchunkError
 
 TTL_S = 120.0
 log = logging.getLogger("satchunk.lock")
@@ -33,28 +33,58 @@ log = logging.getLogger("satchunk.lock")
 
 @dataclass
 class OutputLock:
-    """A held lock; ``lost`` turns true if another job took it over meanwhile."""
+    """A held lock; ``lost`` turns true if another job took it over, or if it could not
+    be renewed for ``ttl`` seconds (another job may take it over then)."""
 
     store: Store
     key: str
     body: dict
     etag: str
+    ttl: float
     lost: bool = False
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _mutex: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def _renew(self, every: float) -> None:
-        while not self._stop.wait(every):
+    def renew(self) -> bool:
+        """One conditional renewal; False if the lock is no longer ours."""
+        with self._mutex:
+            if self.lost:
+                return False
             self.body["heartbeat"] = time.time()
-            try:
-                etag = self.store.replace_bytes(self.key, _dump(self.body), self.etag)
-            except SatchunkError as exc:  # the store is away: try again next time
-                log.warning("could not renew %s: %s", self.key, exc)
-                continue
+            etag = self.store.replace_bytes(self.key, _dump(self.body), self.etag)
+            if etag is None:  # changed: another job's, or our own retried write landed
+                etag = _ours(self.store, self.key, self.body["owner"])
             if etag is None:
                 self.lost = True
                 log.error("lost %s: another job took it over", self.key)
-                return
+                return False
             self.etag = etag
+            return True
+
+    def confirm(self, what: str) -> None:
+        """Renew once, now, before committing: a :class:`JobError` if the lock is gone."""
+        try:
+            held = self.renew()
+        except SatchunkError as exc:
+            raise JobError(f"could not confirm the lock on {what} before committing ({exc}): "
+                           "nothing was committed; re-run") from None
+        if not held:
+            raise JobError(f"another job took over {what} while this one wrote it (its lock "
+                           "was not renewed in time): nothing was committed; re-run")
+
+    def _renew_every(self, every: float) -> None:
+        last_ok = time.monotonic()
+        while not self._stop.wait(every):
+            try:
+                if not self.renew():
+                    return
+                last_ok = time.monotonic()
+            except Exception as exc:  # noqa: BLE001 - the store is away: next time
+                log.warning("could not renew %s: %s", self.key, exc)
+                if time.monotonic() - last_ok > self.ttl:
+                    self.lost = True  # others may take it over from now on
+                    log.error("lost %s: not renewed for %.0f s", self.key, self.ttl)
+                    return
 
 
 @contextmanager
@@ -62,25 +92,49 @@ def output_lock(store: Store, key: str, what: str, ttl: float = TTL_S
                 ) -> Iterator[OutputLock]:
     """Hold the lock of the output at ``key`` (``what`` names it in messages)."""
     lkey = lock_key(key)
-    body = {"owner": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid(),
+    owner = uuid.uuid4().hex
+    body = {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(),
             "since": datetime.now(UTC).isoformat(timespec="seconds"),
             "heartbeat": time.time(), "ttl_s": ttl}
-    if not store.create_bytes(lkey, _dump(body)):
+    # a create retried after a reset may find its own first attempt: that is ours
+    if not store.create_bytes(lkey, _dump(body)) and _ours(store, lkey, owner) is None:
         _take_over(store, lkey, body, what, ttl)
-    lock = OutputLock(store, lkey, body, store.etag(lkey))
-    renew = threading.Thread(target=lock._renew, args=(ttl / 4,), daemon=True,
-                             name="satchunk-lock")
-    renew.start()
+    lock = None
+    renew = None
     try:
+        etag = _ours(store, lkey, owner)
+        if etag is None:
+            raise LockedError(f"{what} was just taken by another job: wait for it to finish")
+        lock = OutputLock(store, lkey, body, etag, ttl)
+        renew = threading.Thread(target=lock._renew_every, args=(ttl / 4,), daemon=True,
+                                 name="satchunk-lock")
+        renew.start()
         yield lock
     finally:
-        lock._stop.set()
-        renew.join()
-        if not lock.lost:
-            try:
-                store.delete(lkey)
-            except SatchunkError as exc:  # it expires by itself
-                log.warning("could not release %s: %s", lkey, exc)
+        if lock is not None:
+            lock._stop.set()
+        if renew is not None:
+            renew.join(timeout=10)  # a renewal stuck on a dead store is left behind
+        _release(store, lkey, owner)
+
+
+def _release(store: Store, lkey: str, owner: str) -> None:
+    """Delete the lock if it is still ours (never another job's)."""
+    try:
+        if _ours(store, lkey, owner) is not None:
+            store.delete(lkey)
+    except SatchunkError as exc:  # it expires by itself
+        log.warning("could not release %s: %s", lkey, exc)
+
+
+def _ours(store: Store, lkey: str, owner: str) -> str | None:
+    """The lock's etag if it is held by ``owner``, else None."""
+    try:
+        etag = store.etag(lkey)
+        held = json.loads(store.read_bytes(lkey))
+    except (SatchunkError, ValueError):
+        return None
+    return etag if isinstance(held, dict) and held.get("owner") == owner else None
 
 
 def _take_over(store: Store, lkey: str, body: dict, what: str, ttl: float) -> None:
@@ -93,9 +147,15 @@ def _take_over(store: Store, lkey: str, body: dict, what: str, ttl: float) -> No
             return
         raise LockedError(f"{what} is being written by another job: wait for it to "
                           "finish and re-run") from None
-    except ValueError:  # being written this instant
-        held = {"heartbeat": time.time()}
-        etag = ""
+    except ValueError:  # not JSON: being written this instant, or left broken by a crash
+        time.sleep(1.0)
+        try:
+            etag = store.etag(lkey)
+            held = json.loads(store.read_bytes(lkey))
+        except NotFoundError:
+            return _take_over(store, lkey, body, what, ttl)
+        except ValueError:
+            held = {"heartbeat": 0.0}  # broken: nobody holds it
     age = time.time() - float(held.get("heartbeat", 0))
     live = age < float(held.get("ttl_s", ttl)) and not _dead_here(held)
     if live or not etag:
@@ -104,7 +164,8 @@ def _take_over(store: Store, lkey: str, body: dict, what: str, ttl: float) -> No
             f"{what} is being written by another job ({who}, since {held.get('since', '?')}): "
             f"wait for it to finish; if that job is dead, re-run after {ttl:.0f} s, when its "
             f"lock ({store.url(lkey)}) expires") from None
-    if store.replace_bytes(lkey, _dump(body), etag) is None:
+    if (store.replace_bytes(lkey, _dump(body), etag) is None
+            and _ours(store, lkey, body["owner"]) is None):
         raise LockedError(f"{what} was just taken by another job: wait for it to finish")
     log.warning("took over %s from a job that stopped (last renewed %.0f s ago)", lkey, age)
 

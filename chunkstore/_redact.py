@@ -20,9 +20,10 @@ _BLANK = "***"
 _PATTERNS = [
     re.compile(r"(?i)(Credential=)[^\s,;&'\"/]+"),
     re.compile(r"(?i)(Signature=)[0-9A-Za-z%+/=]+"),
+    re.compile(r"(?i)(Signature:\s*)[0-9a-f]{16,}"),  # botocore.auth's "Signature:\n<hex>"
     re.compile(r"(?i)(X-Amz-Security-Token['\"]?\s*[:=]\s*b?['\"]?)[^\s,;&'\"]+"),
     re.compile(r"(?i)(AWSAccessKeyId=)[^\s,;&'\"]+"),
-    re.compile(r"(?i)(Authorization['\"]?\s*[:=]\s*b?['\"]?AWS )[^\s:'\"]+"),
+    re.compile(r"(?i)(Authorization['\"]?\s*[:=]\s*b?['\"]?AWS )[^\s'\"]+"),  # SigV2 KEY:sig
 ]
 
 

@@ -30,7 +30,8 @@ def footprint_wgs84(crs_wkt: str, transform: Sequence[float], shape: tuple[int, 
     """(GeoJSON geometry, bbox) of the grid's outline in WGS84, edges densified.
 
     A footprint that crosses the antimeridian is cut there into a MultiPolygon and its
-    bbox has west > east (RFC 7946, STAC). The bbox is padded outward (1e-6 deg, about
+    bbox has west > east (RFC 7946, STAC); one that goes round a pole is the lat/lon box
+    from its far edge to the pole. The bbox is padded outward (1e-6 deg, about
     0.1 m) so the curved true edges between densified vertices stay inside. A grid
     whose outline does not map to longitudes and latitudes (metres under a CRS in
     degrees: a wrong CRS tag) is an :class:`InputError`.
@@ -50,19 +51,37 @@ def footprint_wgs84(crs_wkt: str, transform: Sequence[float], shape: tuple[int, 
     xs = [c + a * col + b * row for col, row in ring_px]
     ys = [f + d * col + e * row for col, row in ring_px]
     lon, lat = t.transform(xs, ys)
-    if not all(math.isfinite(v) and -180 <= v <= 180 for v in lon) or not all(
+    if not all(math.isfinite(v) and -540 <= v <= 540 for v in lon) or not all(
             math.isfinite(v) and -90 <= v <= 90 for v in lat):
         shown = ", ".join(f"{v:.6g}" for v in (min(xs), min(ys), max(xs), max(ys)))
         raise InputError(f"its outline ({shown}) is not on Earth in its CRS "
                          f"{crs.to_string()}: the CRS tag does not fit the coordinates (metres "
                          "tagged as degrees?); set the right one (gdal_edit.py -a_srs EPSG:...)")
-    crosses = any(abs(lon[i] - lon[i - 1]) > 180 for i in range(1, len(lon)))
-    if not crosses:
+    lon = [v - 360 if v > 180 else v + 360 if v < -180 else v for v in lon]  # 180.5 E: -179.5
+    steps = [lon[i] - lon[i - 1] for i in range(len(lon))]  # the closing step included
+    winding = sum(d - 360 if d > 180 else d + 360 if d < -180 else d for d in steps)
+    if abs(winding) > 180:  # the outline goes round a pole
+        north = sum(lat) > 0
+        bbox = _clamp([-180.0, min(lat) - pad if north else -90.0, 180.0,
+                       90.0 if north else max(lat) + pad])
+        return _box(bbox), bbox
+    if not any(abs(d) > 180 for d in steps):
         coords = [[round(x, 9), round(y, 9)] for x, y in zip(lon, lat, strict=True)]
         coords.append(coords[0])
         bbox = [min(lon) - pad, min(lat) - pad, max(lon) + pad, max(lat) + pad]
-        return {"type": "Polygon", "coordinates": [coords]}, [round(v, 7) for v in bbox]
+        return {"type": "Polygon", "coordinates": [coords]}, _clamp(bbox)
     return _cut_at_antimeridian(lon, lat, pad)
+
+
+def _clamp(bbox: list[float]) -> list[float]:
+    w, s, e, n = bbox
+    return [round(max(w, -180.0), 7), round(max(s, -90.0), 7), round(min(e, 180.0), 7),
+            round(min(n, 90.0), 7)]
+
+
+def _box(bbox: list[float]) -> dict[str, Any]:
+    w, s, e, n = bbox
+    return {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
 
 
 def _cut_at_antimeridian(lon: Sequence[float], lat: Sequence[float], pad: float
@@ -77,11 +96,19 @@ def _cut_at_antimeridian(lon: Sequence[float], lat: Sequence[float], pad: float
     parts = []
     for part, shift in ((east, 0.0), (west, -360.0)):
         for poly in getattr(part, "geoms", [part]):
-            if poly.geom_type == "Polygon" and not poly.is_empty:
+            if poly.geom_type == "Polygon" and poly.area > 0:
                 ring = [[round(x + shift, 9), round(y, 9)] for x, y in
                         orient(poly).exterior.coords]
                 parts.append([ring])
-    bbox = [east.bounds[0] - pad, min(lat) - pad, west.bounds[2] - 360 + pad, max(lat) + pad]
+    if east.area == 0 or west.area == 0:  # touches 180 without crossing it
+        whole = east if west.area == 0 else west
+        shift = 0.0 if west.area == 0 else -360.0
+        w, s, e, n = whole.bounds
+        return ({"type": "Polygon", "coordinates": parts[0]},
+                _clamp([w + shift - pad, s - pad, e + shift + pad, n + pad]))
+    w = max(east.bounds[0] - pad, -180.0)
+    e = min(west.bounds[2] - 360 + pad, 180.0)
+    bbox = [w, max(min(lat) - pad, -90.0), e, min(max(lat) + pad, 90.0)]
     return {"type": "MultiPolygon", "coordinates": parts}, [round(v, 7) for v in bbox]
 
 

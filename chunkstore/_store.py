@@ -227,12 +227,14 @@ class Store:
                 return True
             path = Path(self._path(key))
             path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                tmp.write_bytes(data)
+                os.link(tmp, path)  # atomic, and only if nothing is there: whole or absent
             except FileExistsError:
                 return False
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
+            finally:
+                tmp.unlink(missing_ok=True)
             return True
 
     def etag(self, key: str) -> str:

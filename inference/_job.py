@@ -12,7 +12,6 @@ from typing import Any
 
 from chunkstore import (
     InputError,
-    JobError,
     MaskSchema,
     ShardGrid,
     Store,
@@ -163,10 +162,7 @@ def predict_item(store: Store, client: Any, item: str, ref: ModelRef, adapter: A
                         [f"shard {t.sy},{t.sx} of {collection}/{item}" for t in tasks],
                         total=summary["shards"], done=len(done), desc=f"{item} {model_id}",
                         progress=progress)
-        if lock.lost:
-            raise JobError(f"another job took over mask {store.url(mkey)} while this one "
-                           "wrote it (its lock was not renewed in time): nothing was "
-                           "committed; re-run")
+        lock.confirm(f"mask {store.url(mkey)}")
         seconds = round(time.perf_counter() - t0, 3)
         mitem = mask_item(scene, mitem_id, store.url(mkey), f"../{item}/{item}.json",
                           spec.to_dict(), products, datetime.now(UTC),

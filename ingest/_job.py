@@ -22,7 +22,6 @@ import numpy as np
 from chunkstore import (
     Credentials,
     InputError,
-    JobError,
     SceneSchema,
     ShardGrid,
     Store,
@@ -159,10 +158,7 @@ def ingest_scene(scene: SceneSource, collection: str, store: Store, client: Any,
                         [f"shard {t.sy},{t.sx} of {collection}/{scene.item_id}" for t in tasks],
                         total=summary["shards"], done=len(done), desc=scene.item_id,
                         progress=progress)
-        if lock.lost:
-            raise JobError(f"another job took over scene {store.url(key)} while this one "
-                           "wrote it (its lock was not renewed in time): nothing was "
-                           "committed; re-run")
+        lock.confirm(f"scene {store.url(key)}")
         stats = shard_stats(store, key)
         if not stats["valid_pixels"]:
             store.delete(key)  # nothing to segment: nothing is kept

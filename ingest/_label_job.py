@@ -26,7 +26,6 @@ from chunkstore import (
     LABEL_NODATA,
     Credentials,
     InputError,
-    JobError,
     NotFoundError,
     ShardGrid,
     Store,
@@ -379,10 +378,7 @@ def label_scene(store: Store, client: Any, item: str, source: str, *,
                         total=n, done=len(done), desc=f"{item} {plan.name}",
                         progress=progress)
         class_pixels = _class_pixels(store, key, plan.classes)
-        if lock.lost:
-            raise JobError(f"another job took over scene {store.url(key)} while this one "
-                           "labelled it (its lock was not renewed in time): nothing was "
-                           "committed; re-run")
+        lock.confirm(f"the label of scene {store.url(key)}")
         _write_scene_item(store, col, item, props)  # the commit
     return {**summary, "status": "labelled", "written_shards": len(tasks),
             "class_pixels": class_pixels, "seconds": round(time.perf_counter() - t0, 3)}

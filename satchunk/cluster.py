@@ -15,6 +15,8 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from chunkstore import StoreError
 
+from .logs import configure_logging
+
 # Dask starts workers with MALLOC_TRIM_THRESHOLD_ set, which freezes glibc's mmap
 # threshold at 128 KiB: every torch activation is then mmapped and unmapped per layer,
 # which halves UNet and SegFormer speed on workers (0.20 against 0.10 s per tile).
@@ -64,7 +66,7 @@ def dask_client(scheduler: str | None = None, workers: int | None = None,
     import dask
     from distributed import Client, LocalCluster
 
-    level = logging.getLogger().getEffectiveLevel()
+    level = configure_logging(logging.getLogger().getEffectiveLevel())  # + distributed's
     silence = level > logging.DEBUG  # at DEBUG every logger speaks (credentials blanked)
     for name in ("distributed", "bokeh", "tornado"):
         logging.getLogger(name).setLevel(logging.ERROR if silence else level)
@@ -92,15 +94,19 @@ def dask_client(scheduler: str | None = None, workers: int | None = None,
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
-    client.register_plugin(WorkerLogging(level), name=WorkerLogging.name)
-    if cluster is not None:
-        client.register_plugin(IgnoreInterrupt(), name=IgnoreInterrupt.name)
-    if not quiet:
-        print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
     try:
+        client.register_plugin(WorkerLogging(level), name=WorkerLogging.name)
+        if cluster is not None:
+            client.register_plugin(IgnoreInterrupt(), name=IgnoreInterrupt.name)
+        if not quiet:
+            print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
         yield client
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-            shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            client.close()
+        finally:
+            if cluster is not None:
+                try:
+                    cluster.close()
+                finally:
+                    shutil.rmtree(scratch, ignore_errors=True)

@@ -37,8 +37,9 @@ def log_level(env: dict[str, str] | None = None) -> int:
 
 
 def configure_logging(level: int | None = None) -> int:
-    """Send records at ``level`` and above to stderr, credentials blanked on every root
-    handler (a user's own ones included). Returns the level."""
+    """Send records at ``level`` and above to stderr, credentials blanked on every handler
+    there is (a user's own ones included; call again after importing a library that
+    adds its own). Returns the level."""
     level = log_level() if level is None else level
     root = logging.getLogger()
     root.setLevel(level)
@@ -55,7 +56,10 @@ def configure_logging(level: int | None = None) -> int:
     logging.getLogger("asyncio").setLevel(logging.CRITICAL if level > logging.DEBUG
                                           else level)
     redactor = RedactingFilter(secrets_of())
-    for handler in root.handlers:
+    # root's handlers, and those of loggers that do not propagate (distributed's own)
+    loggers = [root, *(x for x in logging.root.manager.loggerDict.values()
+                       if isinstance(x, logging.Logger))]
+    for handler in {h for lg in loggers for h in lg.handlers}:
         for old in [f for f in handler.filters if isinstance(f, RedactingFilter)]:
             handler.removeFilter(old)
         handler.addFilter(redactor)

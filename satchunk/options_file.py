@@ -60,7 +60,8 @@ def _typed(path: str, name: str, value: Any, kind: type) -> Any:
     bad = InputError(f"{path}: {name}: {value!r} is not a{'n' if kind is int else ''} "
                      f"{'list of names' if kind is list else kind.__name__}")
     if value is None:
-        return None
+        raise InputError(f"{path}: {name}: has no value: give one, or remove the line for "
+                         "the default")
     if kind is list:
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]

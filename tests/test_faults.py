@@ -295,3 +295,34 @@ def test_lock_is_renewed_while_held_and_released_after(s3_store):
     with output_lock(s3_store, key, "mask"):
         assert s3_store.exists(lock_key(key))
     assert not s3_store.exists(lock_key(key))
+
+
+def test_lock_survives_its_own_retried_writes_and_takes_over_a_broken_one(s3_store,
+                                                                           monkeypatch):
+    from chunkstore import Store
+
+    key = "masks/x/y/retried.zarr"
+    real_create, real_replace = Store.create_bytes, Store.replace_bytes
+
+    def create_then_412(self, k, data):  # the first attempt landed, its retry got 412
+        real_create(self, k, data)
+        return False
+
+    def replace_then_412(self, k, data, etag):
+        real_replace(self, k, data, etag)
+        return None
+
+    monkeypatch.setattr(Store, "create_bytes", create_then_412)
+    monkeypatch.setattr(Store, "replace_bytes", replace_then_412)
+    with output_lock(s3_store, key, "mask") as lock:
+        assert lock.renew() and not lock.lost  # our own write, found again
+        lock.confirm("mask")
+    monkeypatch.undo()
+    assert not s3_store.exists(lock_key(key))
+    # a lock object left broken by a crash mid-write is nobody's: taken over
+    s3_store.write_bytes(lock_key(key), b'{"owner": "x", "hea')
+    with output_lock(s3_store, key, "mask") as lock:
+        s3_store.write_bytes(lock_key(key), b'{"owner": "thief", "heartbeat": 0}')
+        with pytest.raises(JobError, match="another job took over mask"):
+            lock.confirm("mask")  # before committing: the lock is checked, not assumed
+    assert json.loads(s3_store.read_bytes(lock_key(key)))["owner"] == "thief"  # not ours

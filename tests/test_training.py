@@ -232,6 +232,8 @@ def test_bad_inputs_are_refused_before_any_write(capsys, cli, s2_dir, client, tm
                    "epochs")
     typo.write_text("collection: [labelled]\nepochs: lots\n")
     assert_refused(capsys, ["train", "--config", str(typo)], "epochs: 'lots' is not an int")
+    typo.write_text("collection: [labelled]\nepochs:\n")
+    assert_refused(capsys, ["train", "--config", str(typo)], "epochs: has no value")
     typo.write_text("lr: .nan\n")
     assert_refused(capsys, ["train", "--collection", COLL, "--config", str(typo)], "--lr nan")
     assert cli.list("models") == models_before and cli.list("runs") == runs_before
