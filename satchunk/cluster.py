@@ -15,7 +15,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from chunkstore import StoreError
 
-from .logs import configure_logging
+from .logs import redact_all_handlers
 
 # Dask starts workers with MALLOC_TRIM_THRESHOLD_ set, which freezes glibc's mmap
 # threshold at 128 KiB: every torch activation is then mmapped and unmapped per layer,
@@ -45,6 +45,19 @@ class WorkerLogging(WorkerPlugin):
         configure_logging(self.level)
 
 
+def _dashboard_address(port: int = 8787) -> str:
+    """127.0.0.1:8787, or any free port when another cluster has it (no warning: the
+    link printed is the one to open)."""
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return "127.0.0.1:0"
+    return f"127.0.0.1:{port}"
+
+
 class IgnoreInterrupt(WorkerPlugin):
     """Local workers leave Ctrl-C to the command: a terminal sends SIGINT to the whole
     process group, and the command stops its cluster itself (no worker tracebacks)."""
@@ -66,7 +79,8 @@ def dask_client(scheduler: str | None = None, workers: int | None = None,
     import dask
     from distributed import Client, LocalCluster
 
-    level = configure_logging(logging.getLogger().getEffectiveLevel())  # + distributed's
+    redact_all_handlers()  # distributed's own handlers too, now that it is imported
+    level = logging.getLogger().getEffectiveLevel()
     silence = level > logging.DEBUG  # at DEBUG every logger speaks (credentials blanked)
     for name in ("distributed", "bokeh", "tornado"):
         logging.getLogger(name).setLevel(logging.ERROR if silence else level)
@@ -87,7 +101,7 @@ def dask_client(scheduler: str | None = None, workers: int | None = None,
             with dask.config.set({**env, **SCHEDULER_CONFIG, "temporary-directory": scratch}):
                 cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker,
                                        processes=True, host="127.0.0.1",
-                                       dashboard_address="127.0.0.1:8787",
+                                       dashboard_address=_dashboard_address(),
                                        local_directory=scratch,
                                        silence_logs=logging.ERROR if silence else level)
             client = Client(cluster)

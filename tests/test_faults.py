@@ -185,13 +185,13 @@ def test_predict_killed_or_interrupted_then_rerun_does_only_the_missing_shards(
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         done = _wait_for(lambda: len([k for k in store.list(f"{mkey}/class") if "/c/" in k])
-                         >= 3 or proc.poll() is not None, timeout=300)
+                         >= 2 or proc.poll() is not None, timeout=300, step=0.02)
         done = len([k for k in store.list(f"{mkey}/class") if "/c/" in k])
     finally:
         os.killpg(proc.pid, sig)
         err = proc.communicate(timeout=60)[1]
-    assert 3 <= done < 25, f"the signal landed at {done} of 25 shards"
-    assert not store.exists(item_key("killed", f"{L8_ITEM}__{CSMASK_ID}"))
+    assert 2 <= done < 25, f"the signal landed at {done} of 25 shards"
+    assert not store.exists(item_key("killed", f"{L8_ITEM}__{CSMASK_ID}")), err[-3000:]
     if sig == signal.SIGINT:  # one line, the lock released, the record says so
         lines = [x for x in err.splitlines() if x.strip() and "shard/s" not in x
                  and not x.startswith(("Dask dashboard", "INFO"))]
