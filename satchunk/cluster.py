@@ -81,9 +81,11 @@ def dask_client(scheduler: str | None = None, workers: int | None = None,
 
     redact_all_handlers()  # distributed's own handlers too, now that it is imported
     level = logging.getLogger().getEffectiveLevel()
-    silence = level > logging.DEBUG  # at DEBUG every logger speaks (credentials blanked)
+    # Dask's own errors repeat what the command says in one line (the shard, the cause);
+    # at DEBUG every logger speaks (credentials blanked)
+    silence = level > logging.DEBUG
     for name in ("distributed", "bokeh", "tornado"):
-        logging.getLogger(name).setLevel(logging.ERROR if silence else level)
+        logging.getLogger(name).setLevel(logging.CRITICAL if silence else level)
     if scheduler:
         try:
             client = Client(scheduler, timeout="20s")
@@ -103,7 +105,7 @@ def dask_client(scheduler: str | None = None, workers: int | None = None,
                                        processes=True, host="127.0.0.1",
                                        dashboard_address=_dashboard_address(),
                                        local_directory=scratch,
-                                       silence_logs=logging.ERROR if silence else level)
+                                       silence_logs=logging.CRITICAL if silence else level)
             client = Client(cluster)
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
