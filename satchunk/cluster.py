@@ -72,6 +72,19 @@ class IgnoreInterrupt(WorkerPlugin):
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def quiet_logs(level: int) -> None:
+    """Set Dask's, Bokeh's and Tornado's loggers to ``level``, the children that
+    distributed configures with levels of their own too (``tornado.application`` would
+    otherwise print a traceback of distributed's when Ctrl-C lands inside a call)."""
+    roots = ("distributed", "bokeh", "tornado")
+    for name in roots:
+        logging.getLogger(name).setLevel(level)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if (isinstance(logger, logging.Logger) and logger.level != logging.NOTSET
+                and name.split(".")[0] in roots):
+            logger.setLevel(level)
+
+
 @contextmanager
 def dask_client(scheduler: str | None = None, workers: int | None = None,
                 threads_per_worker: int = 1, quiet: bool = False) -> Iterator[Any]:
@@ -84,8 +97,7 @@ def dask_client(scheduler: str | None = None, workers: int | None = None,
     # Dask's own errors repeat what the command says in one line (the shard, the cause);
     # at DEBUG every logger speaks (credentials blanked)
     silence = level > logging.DEBUG
-    for name in ("distributed", "bokeh", "tornado"):
-        logging.getLogger(name).setLevel(logging.CRITICAL if silence else level)
+    quiet_logs(logging.CRITICAL if silence else level)
     if scheduler:
         try:
             client = Client(scheduler, timeout="20s")

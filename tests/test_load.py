@@ -9,16 +9,14 @@ import os
 import subprocess
 import sys
 
+from joboutput import chunks, objects
+
 from chunkstore import item_key, mask_key, open_store
 from ingest import check_inputs, ingest_scenes
 
 L8_ITEM = "small_full_data_cloudy"
 CSMASK_ID = "ukis-csmask-4b-l1c-1.0.0-4BL1C"
 JOBS = 8
-
-
-def _chunks(store, key):
-    return {k[len(key):]: store.read_bytes(k) for k in store.list(key) if "/c/" in k}
 
 
 def test_eight_concurrent_predicts_on_two_workers(s3_env, landsat_dir):
@@ -50,8 +48,8 @@ def test_eight_concurrent_predicts_on_two_workers(s3_env, landsat_dir):
             (r,) = json.loads(out)
             assert r["status"] == "predicted" and r["written_shards"] == 9
         assert dict(client.run(os.getpid)) == workers  # the same 2 workers: none restarted
-    reference = _chunks(store, mask_key(f"l8-{JOBS}", L8_ITEM, CSMASK_ID))
-    assert len([k for k in reference if k.startswith("/class/")]) == 9
+    reference = chunks(objects(store, mask_key(f"l8-{JOBS}", L8_ITEM, CSMASK_ID)))
+    assert len([k for k in reference if k.startswith("class/")]) == 9
     for i in range(JOBS):
         assert store.exists(item_key(f"l8-{i}", f"{L8_ITEM}__{CSMASK_ID}"))
-        assert _chunks(store, mask_key(f"l8-{i}", L8_ITEM, CSMASK_ID)) == reference
+        assert chunks(objects(store, mask_key(f"l8-{i}", L8_ITEM, CSMASK_ID))) == reference

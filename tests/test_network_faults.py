@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 import pytest
 from faultproxy import FaultProxy
+from joboutput import chunks, objects
 
 from chunkstore import (
     JobError,
@@ -29,14 +30,6 @@ from ingest import check_inputs, ingest_scenes
 L8_ITEM = "small_full_data_cloudy"
 CSMASK = "ukis-csmask:4b"
 CSMASK_ID = "ukis-csmask-4b-l1c-1.0.0-4BL1C"
-
-
-def _objects(store, key):
-    return {k[len(key) + 1:]: store.read_bytes(k) for k in store.list(key)}
-
-
-def _chunks(store, key):
-    return {k: v for k, v in _objects(store, key).items() if "/c/" in k}
 
 
 def _ingest(store, client, path, collection):
@@ -72,19 +65,18 @@ def test_resets_and_slowdowns_are_retried_to_the_clean_result(proxied, s3_store,
     proxy.rule = lambda *a: None
     _ingest(s3_store, client, landsat_dir, "clean")
     _predict(s3_store, client, "clean")
-    a, b = (_objects(s3_store, scene_key(c, L8_ITEM)) for c in ("faulty", "clean"))
+    a, b = (objects(s3_store, scene_key(c, L8_ITEM)) for c in ("faulty", "clean"))
     assert a.keys() == b.keys()
-    assert {k: v for k, v in a.items() if "/c/" in k} == {k: v for k, v in b.items()
-                                                          if "/c/" in k}
-    assert _chunks(s3_store, mask_key("faulty", L8_ITEM, CSMASK_ID)) == _chunks(
-        s3_store, mask_key("clean", L8_ITEM, CSMASK_ID))
+    assert chunks(a) == chunks(b)
+    assert chunks(objects(s3_store, mask_key("faulty", L8_ITEM, CSMASK_ID))) == chunks(
+        objects(s3_store, mask_key("clean", L8_ITEM, CSMASK_ID)))
 
 
 def test_bodies_cut_mid_stream_never_give_garbage(proxied, s3_store, client, landsat_dir):
     proxy, store = proxied
     _ingest(s3_store, client, landsat_dir, "cut")
     _predict(s3_store, client, "cut")
-    clean = _chunks(s3_store, mask_key("cut", L8_ITEM, CSMASK_ID))
+    clean = chunks(objects(s3_store, mask_key("cut", L8_ITEM, CSMASK_ID)))
     s3_store.delete(mask_key("cut", L8_ITEM, CSMASK_ID))
     s3_store.delete(item_key("cut", f"{L8_ITEM}__{CSMASK_ID}"))
     proxy.rule = lambda method, path, n: "cut" if method == "GET" and n % 3 == 0 else None
@@ -95,7 +87,7 @@ def test_bodies_cut_mid_stream_never_give_garbage(proxied, s3_store, client, lan
         assert not s3_store.exists(item_key("cut", f"{L8_ITEM}__{CSMASK_ID}"))
     else:
         assert res["status"] == "predicted"
-        assert _chunks(s3_store, mask_key("cut", L8_ITEM, CSMASK_ID)) == clean
+        assert chunks(objects(s3_store, mask_key("cut", L8_ITEM, CSMASK_ID))) == clean
     assert proxy.faults.get("cut", 0) >= 3, proxy.faults
 
 
@@ -167,9 +159,8 @@ def test_object_store_down_for_10_s_mid_ingest_recovers_or_fails_cleanly(
         (again,) = _ingest(store, client, landsat_dir, "down")
         (clean,) = _ingest(store, client, landsat_dir, "clean")
         assert clean["status"] == "ingested"
-        a, b = _objects(store, key), _objects(store, scene_key("clean", L8_ITEM))
+        a, b = objects(store, key), objects(store, scene_key("clean", L8_ITEM))
         assert a.keys() == b.keys()
-        assert {k: v for k, v in a.items() if "/c/" in k} == {
-            k: v for k, v in b.items() if "/c/" in k}
+        assert chunks(a) == chunks(b)
     finally:
         server.stop()

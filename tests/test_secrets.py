@@ -125,3 +125,20 @@ def test_scheduler_and_dashboards_listen_on_loopback_only(client, s3_store):
         dash.stop()
     for pid in client.run(os.getpid).values():  # the workers
         assert {ip for ip, _ in listening(pid)} <= {"127.0.0.1"}
+
+
+def test_dask_tornado_and_bokeh_loggers_stay_quiet_below_debug():
+    """Below DEBUG a local cluster's own loggers print nothing under CRITICAL: the CLI
+    says what failed in one line (a Ctrl-C inside a Dask call made distributed log a
+    NameError traceback through ``tornado.application``, set to ERROR by distributed)."""
+    import logging
+
+    from satchunk.cluster import dask_client
+
+    with dask_client(workers=1, quiet=True):
+        levels = {n: lg.level for n, lg in logging.root.manager.loggerDict.items()
+                  if isinstance(lg, logging.Logger) and lg.level != logging.NOTSET
+                  and n.split(".")[0] in ("distributed", "bokeh", "tornado")}
+    assert "tornado.application" in levels and "distributed.client" in levels
+    assert set(levels.values()) == {logging.CRITICAL}, levels
+
