@@ -1,8 +1,9 @@
 """Inference benchmarks on mosaics of the real Sentinel-2 crop, against the embedded S3 server.
 
 P1: end-to-end predict (S3 -> Dask -> S3) time / pure model compute on the identical
-padded tiles (every shard with its context) with the same workers and threads, for
-the UNet, SegFormer and the ukis-csmask ONNX model (target <= 1.10).
+padded tiles (every task's tiles, each tile of the scene once, on the inputs the
+task builds) with the same workers and threads, for the UNet, SegFormer and the
+ukis-csmask ONNX model (target <= 1.10).
 Scheduling: Dask's share of the graph's wall time (each worker thread's wait before its
 first task and between tasks, over threads x wall from the first task start to the
 last task end; target <= 2 %), the idle tail apart, tasks per second, and
@@ -27,39 +28,29 @@ import numpy as np
 
 from benchmarks._results import COLLECTION, Bench, bench_env, header, paired_median, save
 from benchmarks.ingest import SHARD, Busy, PeakRSS, km2
-from chunkstore import ShardGrid, Store, open_scene, scene_key
+from chunkstore import Store, open_scene, scene_key
 from inference import (
     Radiometry,
+    TilePlan,
     check_item,
-    context_depth,
-    context_window,
     load_checked,
     model_ref,
     predict_item,
-    tile_starts,
     worker_model,
     worker_threads,
 )
-from inference._block import _mirror
-from models import call_batch, model_inputs, new_model, save_checkpoint
+from inference._block import read_span, region_inputs, tiles_region
+from models import call_batch, new_model, save_checkpoint
 
 CHUNK = 256
 P2_MODEL = {"width": 8, "depth": 3}  # unet: the pipeline's memory, not the model's
 
 
-def _tiles(spec, interior):
-    y0, x0, h, w = interior
-    ys = tile_starts(y0, y0 + h, spec.tile, spec.stride, spec.tile_offset)
-    xs = tile_starts(x0, x0 + w, spec.tile, spec.stride, spec.tile_offset)
-    return [(ty, tx) for ty in ys for tx in xs]
-
-
 def _pure(args):
-    """Model calls only, on the tiles the pipeline computes for one block."""
-    x, origin, interior, ref = args
+    """Model calls only, on the tiles one predict task computes."""
+    x, origin, starts, ref = args
     adapter = worker_model(ref, None)
     T = adapter.spec.tile
-    starts = _tiles(adapter.spec, interior)
     batch = call_batch(adapter)
     t0 = time.perf_counter()
     for b in range(0, len(starts), batch):
@@ -69,38 +60,50 @@ def _pure(args):
     return len(starts), time.perf_counter() - t0
 
 
+def _task_tiles(plan: TilePlan) -> list[tuple[list[int], list[int]]]:
+    """The tile rectangles of every predict task: each shard's inner tiles, and each
+    owner's shared tiles by group."""
+    out = [plan.inner(s) for s in plan.shards()]
+    out += [g for o in plan.owners() for g in plan.groups(o).values()]
+    return [(ys, xs) for ys, xs in out if ys and xs]
+
+
 def _padded_blocks(store: Store, item: str, adapter, names, idx, shard: int):
-    """Every shard's normalized, mirror-padded model inputs, as the block function makes."""
+    """Every task's model inputs (mirrored at scene edges) and tiles, as the tasks build them."""
     ds = open_scene(store, scene_key(COLLECTION, item), mask_and_scale=False)
     raw = ds.reflectance.values[list(idx)]
     a = ds.reflectance.attrs  # not decoded: CF attributes stay attributes
     rad = Radiometry(a.get("scale_factor", 1.0), a.get("add_offset", 0.0),
                      float(a.get("_FillValue", 0)))
-    d = context_depth(adapter.spec)
     H, W = raw.shape[1:]
-    grid = ShardGrid(H, W, shard, CHUNK)
+    T = adapter.spec.tile
+    plan = TilePlan.of(adapter.spec, (H, W), shard)
     out = []
-    for sy, sx in grid.shards():
-        y0, x0, h, w = interior = grid.window(sy, sx)
-        wy0, wy1, wx0, wx1 = context_window(interior, d, (H, W))
-        x, _ = model_inputs(raw[:, wy0:wy1, wx0:wx1], names, adapter.spec, rad)
-        x = _mirror(x, ((0, 0), (wy0 - (y0 - d), y0 + h + d - wy1),
-                        (wx0 - (x0 - d), x0 + w + d - wx1)))
-        out.append((x, (y0 - d, x0 - d), interior))
+    for ys, xs in _task_tiles(plan):
+        region = tiles_region(ys, xs, T)
+        x, _ = region_inputs(lambda y0, y1, x0, x1: raw[:, y0:y1, x0:x1], names, adapter.spec,
+                             rad, region, (H, W))
+        out.append((np.ascontiguousarray(x), (region[0], region[2]),
+                    [(ty, tx) for ty in ys for tx in xs]))
     return out
 
 
 def useful_share(spec, size: int, shard: int) -> dict:
     """Mask pixels over the pixels the model computes (tiles x tile^2) and over the
-    pixels read (each shard with its context, clipped to the scene)."""
-    grid = ShardGrid(size, size, shard, CHUNK)
-    d = context_depth(spec)
-    tiles = read = 0
-    for sy, sx in grid.shards():
-        interior = grid.window(sy, sx)
-        tiles += len(_tiles(spec, interior))
-        y0, y1, x0, x1 = context_window(interior, d, (size, size))
+    pixels the tasks read (each shard, and the strips its shared tiles cover)."""
+    plan = TilePlan.of(spec, (size, size), shard)
+    read = 0
+    for s in plan.shards():
+        ys, xs = plan.inner(s)
+        win = plan.window(s)
+        y0, y1, x0, x1 = read_span(tiles_region(ys, xs, spec.tile) if ys and xs else win,
+                                   (size, size), win)
         read += (y1 - y0) * (x1 - x0)
+    for o in plan.owners():
+        for ys, xs in plan.groups(o).values():
+            y0, y1, x0, x1 = read_span(tiles_region(ys, xs, spec.tile), (size, size))
+            read += (y1 - y0) * (x1 - x0)
+    tiles = plan.tile_count()
     return {"tiles": tiles, "computed": round(size * size / (tiles * spec.tile ** 2), 3),
             "read": round(size * size / read, 3)}
 

@@ -61,7 +61,7 @@ def loader_rate(store, plan, spec, sampler, patch, batch, batches, seed, workers
     return n / (time.perf_counter() - t0), first
 
 
-def step_rate(kind, spec, batch_xy, steps=8):
+def step_rate(kind, spec, batch_xy, steps=5):
     """Patches/s of forward + backward + AdamW, and busy CPU seconds per patch."""
     import torch
 
@@ -79,7 +79,7 @@ def step_rate(kind, spec, batch_xy, steps=8):
         opt.step()
         return time.perf_counter() - t0
 
-    step(), step()  # warm-up
+    step()  # warm-up: the first step allocates the optimizer state
     with Busy() as busy:
         times = [step() for _ in range(steps)]
     return len(x) / statistics.median(times), busy.cpu / (steps * len(x))

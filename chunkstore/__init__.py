@@ -14,6 +14,7 @@ from ._mask import (
     mask_item,
     write_mask_shard,
 )
+from ._parts import part_key, parts_prefix, read_part, write_part
 from ._redact import RedactingFilter, redact, secrets_of
 from ._runs import list_runs, new_run_id, write_run
 from ._scene import (
@@ -42,7 +43,7 @@ from ._stac import (
     write_item,
 )
 from ._store import Credentials, Store, open_store
-from ._tasks import run_shard_tasks
+from ._tasks import FirstTasks, run_shard_tasks
 from .errors import (
     CorruptObjectError,
     InputError,
@@ -55,15 +56,16 @@ from .errors import (
 )
 
 __all__ = [
-    "CorruptObjectError", "Credentials", "InputError", "InvalidIdError", "JobError",
+    "CorruptObjectError", "Credentials", "FirstTasks", "InputError", "InvalidIdError", "JobError",
     "LABEL_NODATA", "LockedError", "MaskSchema", "NotFoundError", "RedactingFilter", "S3Server",
     "SatchunkError", "SceneSchema", "ShardGrid", "Store", "StoreError", "add_label",
     "chunk_histogram", "collection_key", "create_mask", "create_scene", "delete_item",
     "done_label_shards", "done_mask_shards", "done_shards", "find_item", "footprint_wgs84",
     "grid_coords", "item_key", "list_collections", "list_items", "list_runs", "mask_attrs",
     "mask_item", "mask_key", "model_key", "new_run_id", "open_scene", "open_store", "output_lock",
+    "part_key", "parts_prefix", "read_part",
     "read_checked", "read_georef", "read_item", "redact", "run_key", "run_shard_tasks",
     "scene_attrs", "scene_item", "scene_key", "secrets_of", "shard_stats", "start_s3_server",
-    "validate_id", "write_item", "write_label_shard", "write_mask_shard", "write_run",
+    "validate_id", "write_item", "write_label_shard", "write_mask_shard", "write_part", "write_run",
     "write_shard",
 ]

@@ -4,42 +4,83 @@ fails, or that keeps killing its worker, into one error that names its shard."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ._store import Credentials
 from .errors import InputError, JobError, SatchunkError
 
 
+@dataclass(frozen=True)
+class FirstTasks:
+    """Tasks that some shard tasks wait for: ``fn(task, credentials)`` each, and for
+    every shard task, the indices of the first tasks it needs (``needs``)."""
+
+    fn: Callable[..., Any]
+    tasks: Sequence[Any]
+    keys: Sequence[str]
+    labels: Sequence[str]
+    needs: Sequence[Sequence[int]]
+
+
 def run_shard_tasks(client: Any, fn: Callable[..., Any], tasks: Sequence[Any],
                     credentials: Credentials, keys: Sequence[str], labels: Sequence[str], *,
-                    total: int, done: int, desc: str, progress: bool) -> list[Any]:
+                    total: int, done: int, desc: str, progress: bool,
+                    first: FirstTasks | None = None) -> list[Any]:
     """``fn(task, credentials)`` for every task on the cluster; their results in order.
 
-    A task that raises is retried once; a task whose worker dies is moved to another
-    worker by Dask, up to ``distributed.scheduler.allowed-failures`` times. The first
-    task that fails for good cancels the others and raises a :class:`JobError`
-    naming its shard (``labels[i]``); an :class:`InputError` (the input's fault) stays one.
+    With ``first``, its tasks run too, and each shard task starts once the first
+    tasks it needs have finished. A task that raises is retried once; a task whose
+    worker dies is moved to another worker by Dask, up to
+    ``distributed.scheduler.allowed-failures`` times. The first task that fails for
+    good cancels the others and raises a :class:`JobError` naming its shard
+    (``labels[i]``); an :class:`InputError` (the input's fault) stays one.
     """
     if not tasks:
         return []
     from distributed import as_completed
     from tqdm import tqdm
 
-    futures = client.map(fn, tasks, credentials=credentials, retries=1, key=list(keys))
+    pre = [] if first is None else client.map(first.fn, first.tasks, credentials=credentials,
+                                                retries=1, key=list(first.keys))
+    if first is None:
+        futures = client.map(fn, tasks, credentials=credentials, retries=1, key=list(keys))
+        after: dict[str, list[Any]] = {}
+    else:
+        # a shard task runs as soon as what it needs is done, before further first
+        # tasks: shards finish one after another, not all at the end
+        futures = [client.submit(_after, fn, t, credentials, [pre[i] for i in need],
+                                 retries=1, key=k, priority=1)
+                   for t, k, need in zip(tasks, keys, first.needs, strict=True)]
+        after = {f.key: [pre[i] for i in need] for f, need in zip(futures, first.needs,
+                                                                   strict=True)}
     label_of = {f.key: label for f, label in zip(futures, labels, strict=True)}
+    if first is not None:
+        label_of |= {f.key: label for f, label in zip(pre, first.labels, strict=True)}
+    main = {f.key for f in futures}
     try:
         with tqdm(total=total, initial=done, desc=desc, unit="shard", disable=not progress,
                   leave=True) as bar:
-            for fut in as_completed(futures):
+            for fut in as_completed([*pre, *futures]):
                 try:
                     fut.result()
                 except Exception as exc:  # noqa: BLE001 - named and re-raised
-                    raise shard_error(label_of[fut.key], exc) from None
-                bar.update(1)
+                    # a shard task fails with the first task it needed: name that one
+                    cause = next((d for d in after.get(fut.key, ()) if d.status == "error"), fut)
+                    raise shard_error(label_of[cause.key],
+                                      exc if cause is fut else cause.exception()) from None
+                if fut.key in main:
+                    bar.update(1)
         return [f.result() for f in futures]
     except BaseException:
-        client.cancel(futures)
+        client.cancel([*pre, *futures])
         raise
+
+
+def _after(fn: Callable[..., Any], task: Any, credentials: Credentials, _needed: list[Any]
+           ) -> Any:
+    """``fn(task, credentials)``, once the tasks in ``_needed`` (futures) are done."""
+    return fn(task, credentials)
 
 
 def shard_error(label: str, exc: BaseException) -> SatchunkError:

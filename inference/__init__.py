@@ -4,11 +4,10 @@ from ._block import (
     NODATA_CLASS,
     Radiometry,
     blend_window,
-    context_depth,
-    context_window,
-    predict_window,
+    predict_scene,
     products,
-    tile_starts,
+    shard_probs,
+    shared_probs,
 )
 from ._cog import export_cog
 from ._job import (
@@ -23,12 +22,14 @@ from ._job import (
 from ._maskref import MaskRef, find_mask
 from ._polygons import Pieces, Polygon, merge_pieces, shard_pieces
 from ._runner import ModelRef, PredictJob, worker_model
+from ._tiling import TilePlan, tile_starts
 from ._vectorize import check_vector_path, polygon_frame, vectorize_mask
 
 __all__ = [
     "MaskRef", "ModelRef", "NODATA_CLASS", "PRODUCT_NAMES", "Pieces", "Polygon", "PredictJob",
-    "Radiometry", "blend_window", "check_item", "check_products", "check_vector_path",
-    "context_depth", "context_window", "export_cog", "find_mask", "load_checked",
-    "merge_pieces", "model_ref", "polygon_frame", "predict_item", "predict_window", "products",
-    "shard_pieces", "tile_starts", "vectorize_mask", "worker_model", "worker_threads",
+    "Radiometry", "TilePlan", "blend_window", "check_item", "check_products",
+    "check_vector_path", "export_cog", "find_mask", "load_checked", "merge_pieces",
+    "model_ref", "polygon_frame", "predict_item", "predict_scene", "products", "shard_pieces",
+    "shard_probs", "shared_probs", "tile_starts", "vectorize_mask", "worker_model",
+    "worker_threads",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -11,10 +12,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chunkstore import (
+    FirstTasks,
     InputError,
     MaskSchema,
     ShardGrid,
     Store,
+    StoreError,
     create_mask,
     delete_item,
     done_mask_shards,
@@ -25,6 +28,7 @@ from chunkstore import (
     mask_key,
     open_store,
     output_lock,
+    parts_prefix,
     read_georef,
     run_shard_tasks,
     scene_attrs,
@@ -33,10 +37,19 @@ from chunkstore import (
 )
 from models import Adapter, ModelError, Radiometry, match_bands
 
-from ._block import context_depth
-from ._runner import ModelRef, PredictJob, ShardPrediction, predict_shard, task_key
+from ._runner import (
+    ModelRef,
+    PredictJob,
+    ShardPrediction,
+    SharedTiles,
+    predict_shard,
+    predict_shared,
+    task_key,
+)
+from ._tiling import TilePlan
 
 PRODUCT_NAMES = ("class", "probability", "entropy", "margin")
+log = logging.getLogger(__name__)
 
 
 def check_products(products: Sequence[str] | None) -> tuple[str, ...]:
@@ -121,7 +134,7 @@ def predict_item(store: Store, client: Any, item: str, ref: ModelRef, adapter: A
     mitem_id = f"{item}__{model_id}"
     fingerprint = {"model_ref": ref.ref, "model": spec.to_dict(), "products": list(products),
                    "scene": attrs.get("satchunk", {}).get("fingerprint"),
-                   "nodata": "any-model-band"}
+                   "nodata": "any-model-band", "tiles": "each-once"}
     crs_wkt, transform = read_georef(store, skey)
     schema = MaskSchema(grid=grid, crs_wkt=crs_wkt, transform=transform,
                         classes=spec.classes, colors=spec.colors, products=tuple(products),
@@ -149,26 +162,52 @@ def predict_item(store: Store, client: Any, item: str, ref: ModelRef, adapter: A
             delete_item(store, collection, mitem_id)
         done = done_mask_shards(store, mkey) if same else set()
         if not same:
+            store.delete(parts_prefix(mkey))
             create_mask(store, mkey, schema)
         left = [(sy, sx) for sy, sx in grid.shards() if (sy, sx) not in done]
         ref = dataclasses.replace(ref, threads=max(
             ref.threads, worker_threads(client, tasks=len(left) or None)))
         job = PredictJob(store.without_credentials(), skey, mkey, idx, names, radiometry,
                          schema, ref, batch)
-        tasks = [ShardPrediction(job, context_depth(spec), sy, sx) for sy, sx in left]
-        prefix = task_key(job)
-        run_shard_tasks(client, predict_shard, tasks, store.credentials,
-                        [f"{prefix}-{t.sy}-{t.sx}" for t in tasks],
-                        [f"shard {t.sy},{t.sx} of {collection}/{item}" for t in tasks],
+        first = _shared_tasks(job, TilePlan.of(spec, (H, W), shard), left)
+        run_shard_tasks(client, predict_shard, [ShardPrediction(job, *s) for s in left],
+                        store.credentials, [f"{task_key(job)}-{sy}-{sx}" for sy, sx in left],
+                        [f"shard {sy},{sx} of {collection}/{item}" for sy, sx in left],
                         total=summary["shards"], done=len(done), desc=f"{item} {model_id}",
-                        progress=progress)
+                        progress=progress, first=first)
         lock.confirm(f"mask {store.url(mkey)}")
         seconds = round(time.perf_counter() - t0, 3)
         mitem = mask_item(scene, mitem_id, store.url(mkey), f"../{item}/{item}.json",
                           spec.to_dict(), products, datetime.now(UTC),
                           {"satchunk:seconds": seconds, "satchunk:model_ref": ref.ref})
         write_item(store, mitem)  # the commit
-    return {**summary, "status": "predicted", "written_shards": len(tasks), "seconds": seconds}
+        _drop_parts(store, mkey)
+    return {**summary, "status": "predicted", "written_shards": len(left), "seconds": seconds}
+
+
+def _drop_parts(store: Store, mkey: str) -> None:
+    """Delete the pieces of a committed mask; one that stays is only wasted space."""
+    try:
+        store.delete(parts_prefix(mkey))
+    except StoreError as exc:
+        log.warning("could not delete %s (%s): delete it by hand",
+                    store.url(parts_prefix(mkey)), exc)
+
+
+def _shared_tasks(job: PredictJob, plan: TilePlan, left: list[tuple[int, int]]
+                  ) -> FirstTasks | None:
+    """The shared-tile tasks whose pieces the ``left`` shards need, run before them."""
+    sources = {s: plan.sources(s) for s in left}
+    owners = sorted({o for src in sources.values() for o, _, _ in src})
+    if not owners:
+        return None
+    at = {o: i for i, o in enumerate(owners)}
+    collection, item = job.schema.attrs["collection"], job.schema.attrs["scene"]
+    return FirstTasks(predict_shared, [SharedTiles(job, *o) for o in owners],
+                      [f"{task_key(job)}-shared-{oy}-{ox}" for oy, ox in owners],
+                      [f"shard {oy},{ox} of {collection}/{item} (its border tiles)"
+                       for oy, ox in owners],
+                      [sorted({at[o] for o, _, _ in sources[s]}) for s in left])
 
 
 def _band_names(store: Store, skey: str) -> list[str]:

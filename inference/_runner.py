@@ -1,12 +1,16 @@
-"""The distributed prediction job: one task per shard of the scene, each reading
-the shard plus the model's context around it (overlapping reads, scene edges
-mirrored), predicting, and writing exactly that shard of the mask.
+"""The distributed prediction job, in two kinds of task per shard.
 
-This is ``map_overlap`` with the overlap read from the store rather than passed
-between tasks: Dask's ``map_overlap`` keeps a neighbour's block in worker memory
-until every block that borrows from it has run, which grows with the scene's
-width (peak worker RSS 1.68x from 2048^2 to 16384^2 in ``benchmarks/inference.py``).
-Reading the context again costs one partial read per neighbour (a few inner chunks).
+- A *shared-tile* task (``predict_shared``) runs the tiles that a shard owns and that
+  reach into its neighbours (``_tiling``), reading just the strips they cover, and
+  writes each shard they reach its blended piece (``scratch/<mask key>/``).
+- A *shard* task (``predict_shard``), once the pieces that reach its shard are
+  written, reads the shard, runs its inner tiles, adds the pieces, and writes exactly
+  that shard of the mask.
+
+So every tile runs once, the overlap travels through the store rather than between
+tasks (Dask's ``map_overlap`` keeps a neighbour's block in worker memory until
+every block that borrows from it has run, which grows with the scene's width), and
+a shard task reads its own shard only.
 
 Credentials are captured on the client and handed to every task as an explicit
 argument; the store objects in the graph carry none.
@@ -25,12 +29,16 @@ from chunkstore import (
     Credentials,
     MaskSchema,
     Store,
+    part_key,
     read_checked,
+    read_part,
     write_mask_shard,
+    write_part,
 )
 from models import Adapter, Radiometry, TorchAdapter, load_model
 
-from ._block import context_window, predict_window, products
+from ._block import products, shard_probs, shared_probs
+from ._tiling import TilePlan
 
 
 @dataclass(frozen=True)
@@ -121,23 +129,55 @@ class ShardPrediction:
     """One unit of Dask work: predict and write mask shard (sy, sx) of ``job``."""
 
     job: PredictJob
-    depth: int
     sy: int
     sx: int
 
 
-def predict_shard(task: ShardPrediction, credentials: Credentials) -> None:
-    """One task: read the shard and ``depth`` pixels around it, predict, write the
-    mask shard. The context comes straight from the store, so no task waits for or
-    holds another's data."""
-    job, g = task.job, task.job.schema.grid
-    interior = g.window(task.sy, task.sx)
-    window = context_window(interior, task.depth, g.shape)
+@dataclass(frozen=True)
+class SharedTiles:
+    """One unit of Dask work: the shared tiles shard (sy, sx) of ``job`` owns."""
+
+    job: PredictJob
+    sy: int
+    sx: int
+
+
+def plan_of(job: PredictJob, adapter: Adapter) -> TilePlan:
+    return TilePlan.of(adapter.spec, job.schema.grid.shape, job.schema.grid.shard)
+
+
+def predict_shared(task: SharedTiles, credentials: Credentials) -> None:
+    """One task: run the shared tiles shard (sy, sx) owns, from the strips of the scene
+    they cover, and write each shard they reach its piece."""
+    job = task.job
     store = job.store.with_credentials(credentials)
     adapter = worker_model(job.model, credentials)
-    probs, valid = predict_window(_read_window(job, store, window), job.names, adapter,
-                                  job.radiometry, (window[0], window[2]), interior, g.shape,
-                                  job.batch)
+    plan = plan_of(job, adapter)
+    owner = (task.sy, task.sx)
+    for group, (ys, xs) in plan.groups(owner).items():
+        (y0, _, x0, _), acc = shared_probs(
+            lambda *w: _read_window(job, store, w), job.names, adapter, job.radiometry, plan,
+            ys, xs, job.batch)
+        for target, (r0, r1, c0, c1) in plan.targets(owner, group):
+            write_part(store, part_key(job.mask_key, owner, group, target), (r0, r1, c0, c1),
+                       acc[:, r0 - y0:r1 - y0, c0 - x0:c1 - x0])
+        del acc
+    _trim_heap()
+
+
+def predict_shard(task: ShardPrediction, credentials: Credentials) -> None:
+    """One task: read the shard, run its inner tiles, add the pieces of the shared
+    tiles that reach it, write the mask shard."""
+    job = task.job
+    store = job.store.with_credentials(credentials)
+    adapter = worker_model(job.model, credentials)
+    plan = plan_of(job, adapter)
+    shard = (task.sy, task.sx)
+    k = adapter.spec.num_classes
+    pieces = ((rect, read_part(store, part_key(job.mask_key, owner, group, shard), rect, k))
+              for owner, group, rect in plan.sources(shard))
+    probs, valid = shard_probs(lambda *w: _read_window(job, store, w), job.names, adapter,
+                               job.radiometry, plan, shard, pieces, job.batch)
     write_mask_shard(store, job.mask_key, job.schema, task.sy, task.sx,
                      products(probs, valid, job.schema.products))
     del probs, valid

@@ -12,7 +12,7 @@ import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
 from chunkstore import list_items, list_runs, mask_key, open_scene, scene_key
-from inference import Radiometry, predict_window
+from inference import Radiometry, predict_scene
 from models import load_model
 from satchunk.cli import main
 
@@ -75,8 +75,7 @@ def test_csmask_on_sentinel2_agrees_with_ukis_and_is_seamless(capsys, cli_env, s
     raw = dn.reflectance.sel(band=CSMASK_BANDS).values
     enc = dn.reflectance.attrs
     rad = Radiometry(enc.get("scale_factor", 1e-4), enc.get("add_offset", 0.0), 0.0)
-    H, W = raw.shape[1:]
-    probs, valid = predict_window(raw, CSMASK_BANDS, adapter, rad, (0, 0), (0, 0, H, W), (H, W))
+    probs, valid = predict_scene(raw, CSMASK_BANDS, adapter, rad)
     whole_class = np.where(valid, probs.argmax(0), 255)
     assert np.mean(whole_class == ours) >= 0.9999
     q = np.rint(probs * 255).astype(np.int16)
@@ -85,6 +84,7 @@ def test_csmask_on_sentinel2_agrees_with_ukis_and_is_seamless(capsys, cli_env, s
     stored = mask["probability"].values.astype(np.int16) if mask["probability"].dtype.kind == "u" \
         else np.rint(mask["probability"].values * 255).astype(np.int16)
     assert np.abs(q - stored).max() <= 1  # within quantization of 1e-4
+    assert s3_store.list("scratch") == []  # the pieces shards handed each other are gone
 
     # STAC: a derived item with classification and mlm; a job record
     items = {i["id"]: i for i in list_items(s3_store, "s2")}

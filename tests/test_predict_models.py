@@ -127,17 +127,15 @@ def test_predict_on_separate_scheduler_and_two_workers(capsys, cli_env, s3_store
     assert cli_env["AWS_ACCESS_KEY_ID"] not in text
     # the distributed result equals the whole-image result of the same model
     from chunkstore import open_scene, scene_key
-    from inference import Radiometry, predict_window
+    from inference import Radiometry, predict_scene
 
     dn = open_scene(s3_store, scene_key("l8", L8_ITEM), mask_and_scale=False)
     names = ["blue", "green", "red", "nir08"]
     raw = dn.reflectance.sel(band=names).values
     enc = dn.reflectance.attrs
     rad = Radiometry(enc["scale_factor"], enc["add_offset"], 0.0)
-    H, W = raw.shape[1:]
     adapter = load_model(str(ckpt))
-    probs, valid = predict_window(raw, ["blue", "green", "red", "nir"], adapter, rad, (0, 0),
-                                  (0, 0, H, W), (H, W))
+    probs, valid = predict_scene(raw, ["blue", "green", "red", "nir"], adapter, rad)
     mask = _mask(s3_store, "tiny-1")
     stored = np.rint(mask["probability"].values * 255)
     assert np.abs(np.rint(probs * 255) - stored).max() <= 1

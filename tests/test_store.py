@@ -91,3 +91,25 @@ def test_missing_bucket_and_unreachable_endpoint(s3_env):
     env = dict(s3_env, AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(StoreError, match="cannot reach"):
         open_store(env=env).check()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "other pixels"])
+def test_a_damaged_prediction_piece_is_an_error_naming_its_key(s3_store, damage):
+    import numpy as np
+
+    from chunkstore import CorruptObjectError, mask_key, part_key, read_part, write_part
+
+    key = part_key(mask_key("c", "i", "m-1"), (0, 1), "x", (1, 1))
+    assert key == "scratch/masks/c/i/m-1.zarr/0.1.x/1.1"
+    values = np.random.default_rng(0).random((3, 5, 7), dtype=np.float32)
+    write_part(s3_store, key, (10, 15, 20, 27), values)
+    np.testing.assert_array_equal(read_part(s3_store, key, (10, 15, 20, 27), 3), values)
+    data = s3_store.read_bytes(key)
+    if damage == "other pixels":
+        write_part(s3_store, key, (10, 15, 21, 28), values)
+    else:
+        s3_store.write_bytes(key, data[:len(data) // 2] if damage == "truncated"
+                             else data[:60] + bytes([data[60] ^ 1]) + data[61:])
+    with pytest.raises(CorruptObjectError, match="damaged") as err:
+        read_part(s3_store, key, (10, 15, 20, 27), 3)
+    assert s3_store.url(key) in str(err.value)
