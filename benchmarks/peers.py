@@ -17,7 +17,7 @@ Target: satchunk at least 1.3x faster than each peer, and its memory bounded whe
 theirs grows with the scene. ``agreement`` is the share of pixels where a peer's
 class equals satchunk's.
 
-    python -m benchmarks.peers [--size 4096] [--small 2048] [--repeats 3]
+    python -m benchmarks.peers [--size 3072] [--small 1536] [--repeats 3]
     python -m benchmarks.peers PEER SRC.tif OUT.tif SCALE OFFSET   (one peer run)
 """
 
@@ -190,11 +190,11 @@ def run_peer(peer: str, src: Path, out: Path, scale: float, offset: float) -> tu
     return json.loads(stdout.strip().splitlines()[-1])["seconds"], peak[0] / 2**20
 
 
-def _geotiff(bench, size: int) -> Path:
+def _geotiff(bench, size: int, shard: int) -> Path:
     """The mosaic's four 10 m bands as one tiled GeoTIFF."""
     import rasterio
 
-    folder = Path(bench.mosaic_scene(size, 2048, 256).bands[0].path).parent
+    folder = Path(bench.mosaic_scene(size, shard, 256).bands[0].path).parent
     out = bench.tmp / f"peer-{size}.tif"
     srcs = [rasterio.open(folder / f"S2_MOSAIC_{size}_{b}.vrt") for b in
             ("B02", "B03", "B04", "B08")]
@@ -239,12 +239,12 @@ def measure(bench, size: int, small: int, repeats: int, model: str = "ukis-csmas
 
     out: dict = {"model": model, "size": size, "small": small, "repeats": repeats,
                  "satchunk": {}, "peers": {p: {} for p in PEERS}}
-    for n, reps in ((small, 1), (size, repeats)):
-        store, item = bench.ingested(n, f"p6-{n}", 2048, 256)
+    for n, reps in ((small, 1), (size, repeats)):  # shards of ``small``: 1, then 4 of them
+        store, item = bench.ingested(n, f"p6-{n}", small, 256)
         enc = json.loads(store.read_bytes(f"{scene_key('bench', item)}/reflectance/zarr.json"))
         scale = float(enc["attributes"].get("scale_factor", 1.0))
         offset = float(enc["attributes"].get("add_offset", 0.0))
-        src = _geotiff(bench, n)
+        src = _geotiff(bench, n, small)
         _satchunk(bench, store, item, model)  # warm: the model loaded in every worker
         runs = [_satchunk(bench, store, item, model) for _ in range(reps)]
         ours = runs[-1][2]
@@ -286,8 +286,8 @@ def main():
     from benchmarks._results import bench_env, header, save
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--size", type=int, default=4096)
-    ap.add_argument("--small", type=int, default=2048)
+    ap.add_argument("--size", type=int, default=3072)
+    ap.add_argument("--small", type=int, default=1536)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="benchmarks/results/peers.json")
     a = ap.parse_args()

@@ -13,14 +13,18 @@ from .errors import InputError, JobError, SatchunkError
 
 @dataclass(frozen=True)
 class FirstTasks:
-    """Tasks that some shard tasks wait for: ``fn(task, credentials)`` each, and for
-    every shard task, the indices of the first tasks it needs (``needs``)."""
+    """Tasks that shard tasks wait for: ``fn(task, credentials)`` each; for every
+    shard task, the indices of the first tasks it needs (``needs``) and its ``cost``;
+    the first tasks' own ``first_cost``. Costs (say, model calls) order the work: the
+    costliest ready task runs first, so the last tasks to finish are short ones."""
 
     fn: Callable[..., Any]
     tasks: Sequence[Any]
     keys: Sequence[str]
     labels: Sequence[str]
     needs: Sequence[Sequence[int]]
+    cost: Sequence[int]
+    first_cost: Sequence[int]
 
 
 def run_shard_tasks(client: Any, fn: Callable[..., Any], tasks: Sequence[Any],
@@ -41,17 +45,19 @@ def run_shard_tasks(client: Any, fn: Callable[..., Any], tasks: Sequence[Any],
     from distributed import as_completed
     from tqdm import tqdm
 
-    pre = [] if first is None else client.map(first.fn, first.tasks, credentials=credentials,
-                                                retries=1, key=list(first.keys))
+    pre: list[Any] = []
     if first is None:
         futures = client.map(fn, tasks, credentials=credentials, retries=1, key=list(keys))
         after: dict[str, list[Any]] = {}
     else:
+        pre = [client.submit(first.fn, t, credentials=credentials, retries=1, key=k, priority=c)
+               for t, k, c in zip(first.tasks, first.keys, first.first_cost, strict=True)]
         # a shard task runs as soon as what it needs is done, before further first
         # tasks: shards finish one after another, not all at the end
+        top = max(first.first_cost, default=0) + 1
         futures = [client.submit(_after, fn, t, credentials, [pre[i] for i in need],
-                                 retries=1, key=k, priority=1)
-                   for t, k, need in zip(tasks, keys, first.needs, strict=True)]
+                                 retries=1, key=k, priority=top + c)
+                   for t, k, need, c in zip(tasks, keys, first.needs, first.cost, strict=True)]
         after = {f.key: [pre[i] for i in need] for f, need in zip(futures, first.needs,
                                                                    strict=True)}
     label_of = {f.key: label for f, label in zip(futures, labels, strict=True)}

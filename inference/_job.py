@@ -196,18 +196,21 @@ def _drop_parts(store: Store, mkey: str) -> None:
 
 def _shared_tasks(job: PredictJob, plan: TilePlan, left: list[tuple[int, int]]
                   ) -> FirstTasks | None:
-    """The shared-tile tasks whose pieces the ``left`` shards need, run before them."""
+    """The border-tile tasks (one per owner and group) whose pieces the ``left`` shards
+    need, run before them."""
     sources = {s: plan.sources(s) for s in left}
-    owners = sorted({o for src in sources.values() for o, _, _ in src})
-    if not owners:
+    groups = sorted({(o, g) for src in sources.values() for o, g, _ in src})
+    if not groups:
         return None
-    at = {o: i for i, o in enumerate(owners)}
+    at = {og: i for i, og in enumerate(groups)}
     collection, item = job.schema.attrs["collection"], job.schema.attrs["scene"]
-    return FirstTasks(predict_shared, [SharedTiles(job, *o) for o in owners],
-                      [f"{task_key(job)}-shared-{oy}-{ox}" for oy, ox in owners],
+    return FirstTasks(predict_shared, [SharedTiles(job, *o, g) for o, g in groups],
+                      [f"{task_key(job)}-border-{oy}-{ox}-{g}" for (oy, ox), g in groups],
                       [f"shard {oy},{ox} of {collection}/{item} (its border tiles)"
-                       for oy, ox in owners],
-                      [sorted({at[o] for o, _, _ in sources[s]}) for s in left])
+                       for (oy, ox), _ in groups],
+                      [sorted({at[o, g] for o, g, _ in sources[s]}) for s in left],
+                      [len(ys) * len(xs) for ys, xs in map(plan.inner, left)],
+                      [len(ys) * len(xs) for ys, xs in (plan.groups(o)[g] for o, g in groups)])
 
 
 def _band_names(store: Store, skey: str) -> list[str]:

@@ -135,11 +135,13 @@ class ShardPrediction:
 
 @dataclass(frozen=True)
 class SharedTiles:
-    """One unit of Dask work: the shared tiles shard (sy, sx) of ``job`` owns."""
+    """One unit of Dask work: the shared tiles of ``group`` that shard (sy, sx) of
+    ``job`` owns."""
 
     job: PredictJob
     sy: int
     sx: int
+    group: str
 
 
 def plan_of(job: PredictJob, adapter: Adapter) -> TilePlan:
@@ -147,21 +149,19 @@ def plan_of(job: PredictJob, adapter: Adapter) -> TilePlan:
 
 
 def predict_shared(task: SharedTiles, credentials: Credentials) -> None:
-    """One task: run the shared tiles shard (sy, sx) owns, from the strips of the scene
-    they cover, and write each shard they reach its piece."""
-    job = task.job
+    """One task: run one group of the shared tiles shard (sy, sx) owns, from the strip
+    of the scene they cover, and write each shard they reach its piece."""
+    job, owner, group = task.job, (task.sy, task.sx), task.group
     store = job.store.with_credentials(credentials)
     adapter = worker_model(job.model, credentials)
     plan = plan_of(job, adapter)
-    owner = (task.sy, task.sx)
-    for group, (ys, xs) in plan.groups(owner).items():
-        (y0, _, x0, _), acc = shared_probs(
-            lambda *w: _read_window(job, store, w), job.names, adapter, job.radiometry, plan,
-            ys, xs, job.batch)
-        for target, (r0, r1, c0, c1) in plan.targets(owner, group):
-            write_part(store, part_key(job.mask_key, owner, group, target), (r0, r1, c0, c1),
-                       acc[:, r0 - y0:r1 - y0, c0 - x0:c1 - x0])
-        del acc
+    ys, xs = plan.groups(owner)[group]
+    (y0, _, x0, _), acc = shared_probs(lambda *w: _read_window(job, store, w), job.names,
+                                       adapter, job.radiometry, plan, ys, xs, job.batch)
+    for target, (r0, r1, c0, c1) in plan.targets(owner, group):
+        write_part(store, part_key(job.mask_key, owner, group, target), (r0, r1, c0, c1),
+                   acc[:, r0 - y0:r1 - y0, c0 - x0:c1 - x0])
+    del acc
     _trim_heap()
 
 
