@@ -20,12 +20,14 @@ from joboutput import chunks, error_lines, objects, written
 
 from chunkstore import (
     CorruptObjectError,
+    FirstTasks,
     JobError,
     LockedError,
     item_key,
     mask_key,
     open_store,
     output_lock,
+    run_shard_tasks,
     scene_key,
 )
 from chunkstore._layout import lock_key
@@ -364,3 +366,32 @@ def test_lock_survives_its_own_retried_writes_and_takes_over_a_broken_one(s3_sto
         with pytest.raises(JobError, match="another job took over mask"):
             lock.confirm("mask")  # before committing: the lock is checked, not assumed
     assert json.loads(s3_store.read_bytes(lock_key(key)))["owner"] == "thief"  # not ours
+
+
+def _first_task(task, credentials):
+    if task == "bad":
+        raise ValueError("boom")
+    time.sleep(0.2)
+
+
+def _shard_task(task, credentials):
+    return task.upper()
+
+
+def test_shard_tasks_wait_for_their_first_tasks_and_a_failing_one_is_named(client):
+    """Shard b needs both first tasks, c only the bad one: whichever fails first, the
+    error names the first task, not a shard that waited for it."""
+    def first(*tasks):
+        return FirstTasks(_first_task, list(tasks), [f"first-{t}-{time.time_ns()}" for t in tasks],
+                          [f"border tiles {t}" for t in tasks], [[0], [0, 1], [1]], [3, 2, 1],
+                          [1, 1])
+
+    def run(f):
+        return run_shard_tasks(client, _shard_task, ["a", "b", "c"], None,
+                               [f"shard-{t}-{time.time_ns()}" for t in "abc"],
+                               [f"shard {t}" for t in "abc"], total=3, done=0, desc="t",
+                               progress=False, first=f)
+
+    assert run(first("ok", "fine")) == ["A", "B", "C"]
+    with pytest.raises(JobError, match="^border tiles bad failed: ValueError: boom$"):
+        run(first("ok", "bad"))
