@@ -5,6 +5,7 @@ import re
 from .errors import InvalidIdError
 
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 def validate_id(value: str, what: str = "id") -> str:
@@ -23,3 +24,12 @@ def validate_id(value: str, what: str = "id") -> str:
         raise InvalidIdError(f"invalid {what} {value!r}: must not start with '.'")
     return value
 
+
+
+def validate_bucket(name: str) -> str:
+    """Return ``name`` if it is a valid S3 bucket name, else raise InvalidIdError."""
+    if not isinstance(name, str) or not _BUCKET.fullmatch(name) or ".." in name:
+        raise InvalidIdError(
+            f"invalid bucket {repr(name)[:80]}: use 3-63 characters from a-z 0-9 . -, "
+            "starting and ending with a letter or digit")
+    return name

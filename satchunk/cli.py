@@ -568,9 +568,8 @@ def store_serve(
     bucket: Annotated[str, typer.Option(help="bucket to create")] = "satchunk",
 ) -> None:
     """Serve an S3-compatible store (SeaweedFS) until Ctrl-C."""
-    from chunkstore import start_s3_server, validate_id
+    from chunkstore import start_s3_server
 
-    validate_id(bucket, "bucket")
     server = start_s3_server(directory, host=host, port=port or None, bucket=bucket)
 
     def check() -> None:

@@ -222,3 +222,12 @@ def test_band_from_another_area_or_resampled_to_another_extent(capsys, cli_env, 
 def test_nul_in_an_id(capsys, cli_env, good_tif):
     assert_refused(capsys, cli_env, ["ingest", str(good_tif), "--collection", "a\x00b"],
                    "invalid collection")
+
+
+@pytest.mark.parametrize("bucket", ["p", "My_Bucket", "-lead", "a" * 64])
+def test_store_serve_refuses_a_bucket_name_s3_does_not_allow(capsys, tmp_path, bucket):
+    code, lines = run_bad(capsys, ["store", "serve", "--dir", str(tmp_path / "s3"), "--port",
+                                   "0", "--bucket", bucket])
+    assert code == 2 and len(lines) == 1 and "invalid bucket" in lines[0], lines
+    assert "3-63 characters" in lines[0]
+    assert not (tmp_path / "s3").exists()  # nothing started, nothing written
