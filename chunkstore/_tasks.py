@@ -3,6 +3,7 @@ fails, or that keeps killing its worker, into one error that names its shard."""
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,10 +14,10 @@ from .errors import InputError, JobError, SatchunkError
 
 @dataclass(frozen=True)
 class FirstTasks:
-    """Tasks that shard tasks wait for: ``fn(task, credentials)`` each; for every
-    shard task, the indices of the first tasks it needs (``needs``) and its ``cost``;
-    the first tasks' own ``first_cost``. Costs (say, model calls) order the work: the
-    costliest ready task runs first, so the last tasks to finish are short ones."""
+    """Tasks that shard tasks wait for: ``fn(task, credentials)`` each, run in their
+    order; for every shard task, the indices of the first tasks it needs (``needs``)
+    and its ``cost`` (say, model calls): of the shard tasks ready, the costliest runs
+    first, so the last to finish are short ones."""
 
     fn: Callable[..., Any]
     tasks: Sequence[Any]
@@ -24,7 +25,6 @@ class FirstTasks:
     labels: Sequence[str]
     needs: Sequence[Sequence[int]]
     cost: Sequence[int]
-    first_cost: Sequence[int]
 
 
 def run_shard_tasks(client: Any, fn: Callable[..., Any], tasks: Sequence[Any],
@@ -34,10 +34,13 @@ def run_shard_tasks(client: Any, fn: Callable[..., Any], tasks: Sequence[Any],
     """``fn(task, credentials)`` for every task on the cluster; their results in order.
 
     With ``first``, its tasks run too, and each shard task starts once the first
-    tasks it needs have finished. A task that raises is retried once; a task whose
-    worker dies is moved to another worker by Dask, up to
-    ``distributed.scheduler.allowed-failures`` times. The first task that fails for
-    good cancels the others and raises a :class:`JobError` naming its shard
+    tasks it needs have finished. The client hands the cluster one task per worker
+    thread at a time, and the next when one finishes (in the order of :class:`_Plan`):
+    Dask places a task on a worker as soon as it is submitted, so tasks of unequal
+    cost submitted at once queue behind long ones on the same worker. A task that
+    raises is retried once; a task whose worker dies is moved to another worker by
+    Dask, up to ``distributed.scheduler.allowed-failures`` times. The first task that
+    fails for good cancels the others and raises a :class:`JobError` naming its shard
     (``labels[i]``); an :class:`InputError` (the input's fault) stays one.
     """
     if not tasks:
@@ -45,48 +48,86 @@ def run_shard_tasks(client: Any, fn: Callable[..., Any], tasks: Sequence[Any],
     from distributed import as_completed
     from tqdm import tqdm
 
-    pre: list[Any] = []
-    if first is None:
-        futures = client.map(fn, tasks, credentials=credentials, retries=1, key=list(keys))
-        after: dict[str, list[Any]] = {}
-    else:
-        pre = [client.submit(first.fn, t, credentials=credentials, retries=1, key=k, priority=c)
-               for t, k, c in zip(first.tasks, first.keys, first.first_cost, strict=True)]
-        # a shard task runs as soon as what it needs is done, before further first
-        # tasks: shards finish one after another, not all at the end
-        top = max(first.first_cost, default=0) + 1
-        futures = [client.submit(_after, fn, t, credentials, [pre[i] for i in need],
-                                 retries=1, key=k, priority=top + c)
-                   for t, k, need, c in zip(tasks, keys, first.needs, first.cost, strict=True)]
-        after = {f.key: [pre[i] for i in need] for f, need in zip(futures, first.needs,
-                                                                   strict=True)}
-    label_of = {f.key: label for f, label in zip(futures, labels, strict=True)}
-    if first is not None:
-        label_of |= {f.key: label for f, label in zip(pre, first.labels, strict=True)}
-    main = {f.key for f in futures}
+    plan = _Plan(fn, tasks, keys, labels, first)
+    results: dict[int, Any] = {}
+    running: dict[str, tuple[int, Any]] = {}
+    finished = as_completed()
+
+    def submit() -> None:
+        slots = max(1, sum(client.nthreads().values()))
+        while len(running) < slots and (j := plan.pop_ready(slots - len(running))) is not None:
+            fut = client.submit(plan.fns[j], plan.tasks[j], credentials=credentials,
+                                retries=1, key=plan.keys[j])
+            running[fut.key] = (j, fut)
+            finished.add(fut)
+
     try:
         with tqdm(total=total, initial=done, desc=desc, unit="shard", disable=not progress,
                   leave=True) as bar:
-            for fut in as_completed([*pre, *futures]):
+            submit()
+            for fut in finished:
+                j, _ = running.pop(fut.key)
                 try:
-                    fut.result()
+                    result = fut.result()
                 except Exception as exc:  # noqa: BLE001 - named and re-raised
-                    # a shard task fails with the first task it needed: name that one
-                    cause = next((d for d in after.get(fut.key, ()) if d.status == "error"), fut)
-                    raise shard_error(label_of[cause.key],
-                                      exc if cause is fut else cause.exception()) from None
-                if fut.key in main:
+                    raise shard_error(plan.labels[j], exc) from None
+                if plan.is_shard(j):
+                    results[j] = result
                     bar.update(1)
-        return [f.result() for f in futures]
+                plan.done(j)
+                submit()
+        return [results[j] for j in range(len(tasks))]
     except BaseException:
-        client.cancel([*pre, *futures])
+        client.cancel([f for _, f in running.values()])
         raise
 
 
-def _after(fn: Callable[..., Any], task: Any, credentials: Credentials, _needed: list[Any]
-           ) -> Any:
-    """``fn(task, credentials)``, once the tasks in ``_needed`` (futures) are done."""
-    return fn(task, credentials)
+class _Plan:
+    """The jobs of :func:`run_shard_tasks`: shard tasks ``0..n-1``, then first tasks;
+    which are ready and which become ready as others finish.
+
+    The next job is the costliest ready shard task while more shard tasks are ready
+    than there are slots to fill, else the next first task in order, else a shard
+    task. Shards then finish one after another, and the first tasks that unlock the
+    last shards are done before a worker would wait for them.
+    """
+
+    def __init__(self, fn: Callable[..., Any], tasks: Sequence[Any], keys: Sequence[str],
+                 labels: Sequence[str], first: FirstTasks | None) -> None:
+        n = len(tasks)
+        pre = first.tasks if first else ()
+        self.fns = [fn] * n + [first.fn] * len(pre) if first else [fn] * n
+        self.tasks = [*tasks, *pre]
+        self.keys = [*keys, *(first.keys if first else ())]
+        self.labels = [*labels, *(first.labels if first else ())]
+        self.cost = list(first.cost) if first else [0] * n
+        self.waiting = {i: {n + k for k in need} for i, need in
+                        enumerate(first.needs if first else ()) if need}
+        self.dependents: dict[int, list[int]] = {}
+        for i, need in self.waiting.items():
+            for k in need:
+                self.dependents.setdefault(k, []).append(i)
+        self._shards = [(-self.cost[i], i) for i in range(n) if i not in self.waiting]
+        heapq.heapify(self._shards)
+        self._first = list(range(len(self.tasks) - 1, n - 1, -1))  # popped from the end
+
+    def is_shard(self, j: int) -> bool:
+        return j < len(self.cost)
+
+    def pop_ready(self, slots: int) -> int | None:
+        """The next job to hand out, with ``slots`` still to fill; None if none is ready."""
+        if self._shards and (len(self._shards) > slots or not self._first):
+            return heapq.heappop(self._shards)[1]
+        if self._first:
+            return self._first.pop()
+        return None
+
+    def done(self, j: int) -> None:
+        for i in self.dependents.pop(j, ()):
+            self.waiting[i].discard(j)
+            if not self.waiting[i]:
+                del self.waiting[i]
+                heapq.heappush(self._shards, (-self.cost[i], i))
 
 
 def shard_error(label: str, exc: BaseException) -> SatchunkError:

@@ -209,8 +209,7 @@ def _shared_tasks(job: PredictJob, plan: TilePlan, left: list[tuple[int, int]]
                       [f"shard {oy},{ox} of {collection}/{item} (its border tiles)"
                        for (oy, ox), _ in groups],
                       [sorted({at[o, g] for o, g, _ in sources[s]}) for s in left],
-                      [len(ys) * len(xs) for ys, xs in map(plan.inner, left)],
-                      [len(ys) * len(xs) for ys, xs in (plan.groups(o)[g] for o, g in groups)])
+                      [len(ys) * len(xs) for ys, xs in map(plan.inner, left)])
 
 
 def _band_names(store: Store, skey: str) -> list[str]:

@@ -378,13 +378,33 @@ def _shard_task(task, credentials):
     return task.upper()
 
 
+def test_the_next_task_unlocks_shards_before_a_worker_would_wait_and_ends_costliest_first():
+    """2 slots, 4 shards (costs 36, 30, 30, 25) behind 4 first tasks (8..11 as jobs 4..7):
+    a shard runs while more are ready than slots to fill, else the next first task, so
+    the last first task is not left behind a long shard; at the end, costliest first."""
+    from chunkstore._tasks import _Plan
+
+    first = FirstTasks(None, list("abcd"), list("abcd"), list("abcd"),
+                       [[0], [0, 1], [0, 2], [0, 1, 2, 3]], [25, 30, 36, 30])
+    plan = _Plan(None, list("wxyz"), list("wxyz"), list("wxyz"), first)
+    assert [plan.pop_ready(2), plan.pop_ready(1)] == [4, 5]  # nothing else is ready
+    plan.done(4)  # shard 0 ready: one, for one free slot
+    assert plan.pop_ready(1) == 6
+    plan.done(5)  # shards 0 and 1 ready
+    assert plan.pop_ready(1) == 1  # the costlier
+    plan.done(6)  # 0 and 2 ready: 2 (36) before 0 (25)
+    assert plan.pop_ready(1) == 2
+    assert plan.pop_ready(1) == 7  # one shard ready for one slot: the last first task
+    plan.done(7)
+    assert [plan.pop_ready(2), plan.pop_ready(1), plan.pop_ready(1)] == [3, 0, None]
+
+
 def test_shard_tasks_wait_for_their_first_tasks_and_a_failing_one_is_named(client):
     """Shard b needs both first tasks, c only the bad one: whichever fails first, the
     error names the first task, not a shard that waited for it."""
     def first(*tasks):
         return FirstTasks(_first_task, list(tasks), [f"first-{t}-{time.time_ns()}" for t in tasks],
-                          [f"border tiles {t}" for t in tasks], [[0], [0, 1], [1]], [3, 2, 1],
-                          [1, 1])
+                          [f"border tiles {t}" for t in tasks], [[0], [0, 1], [1]], [3, 2, 1])
 
     def run(f):
         return run_shard_tasks(client, _shard_task, ["a", "b", "c"], None,
