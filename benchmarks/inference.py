@@ -26,7 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._results import COLLECTION, Bench, bench_env, header, paired_median, save
+from benchmarks._results import (
+    COLLECTION,
+    Bench,
+    bench_env,
+    fresh_workers,
+    header,
+    paired_median,
+    save,
+)
 from benchmarks.ingest import SHARD, Busy, PeakRSS, km2
 from chunkstore import Store, open_scene, scene_key
 from inference import (
@@ -207,7 +215,7 @@ def p2(bench: Bench, scenes: dict[int, tuple[Store, str]]) -> dict:
     for size, (store, item) in sorted(scenes.items()):
         ref = model_ref(p2_model(store), store, worker_threads(client))
         adapter = load_checked(ref, store)
-        client.restart()
+        fresh_workers(client)
         with PeakRSS(client) as m:
             t0 = time.perf_counter()
             predict_item(store, client, item, ref, adapter, collection=COLLECTION,

@@ -21,7 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._results import COLLECTION, Bench, bench_env, header, paired_median, save
+from benchmarks._results import (
+    COLLECTION,
+    Bench,
+    bench_env,
+    fresh_workers,
+    header,
+    paired_median,
+    save,
+)
 from ingest import ingest_scenes
 
 SHARD, CHUNK = 2048, 256
@@ -170,7 +178,7 @@ def measure(bench: Bench, sizes: list[int], p3_size: int, repeats: int) -> dict:
     for size in sizes:
         store = bench.store(f"p2-{size}")
         scene = bench.mosaic_scene(size, SHARD, CHUNK)
-        client.restart()
+        fresh_workers(client)
         with PeakRSS(client) as m:
             t0 = time.perf_counter()
             ingest_scenes([scene], COLLECTION, store, client, shard=SHARD, chunk=CHUNK,
