@@ -25,7 +25,6 @@ def validate_id(value: str, what: str = "id") -> str:
     return value
 
 
-
 def validate_bucket(name: str) -> str:
     """Return ``name`` if it is a valid S3 bucket name, else raise InvalidIdError."""
     if not isinstance(name, str) or not _BUCKET.fullmatch(name) or ".." in name:

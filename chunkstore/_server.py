@@ -64,20 +64,14 @@ class S3Server:
             self.stop()
             raise
 
-    def stop(self, grace: float = 2.0) -> None:
-        """Stop the server process by its PID: SIGTERM, then SIGKILL after ``grace`` s.
-
-        SeaweedFS's graceful stop waits 15 s for the S3 gateway's streams to the filer
-        and then forces them; every object write is already in its files by then
-        (written before the PUT is answered), so waiting buys nothing but a slow
-        Ctrl-C.
-        """
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the server process (SIGTERM, then SIGKILL) by its PID."""
         p = self.process
         if p is None or p.poll() is not None:
             return
         p.send_signal(signal.SIGTERM)
         try:
-            p.wait(grace)
+            p.wait(timeout)
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait(5)
@@ -132,7 +126,7 @@ def start_s3_server(data_dir: str | Path, host: str = "127.0.0.1", port: int | N
         "-filer", f"-filer.port={ports[4]}", f"-filer.port.grpc={ports[5]}",
         "-s3", f"-s3.port={port}", f"-s3.port.grpc={free_port(host)}", f"-s3.config={config}",
         "-s3.port.iceberg=0", "-s3.port.lance=0",
-        "-master.volumeSizeLimitMB=256", "-volume.max=0", "-volume.preStopSeconds=0",
+        "-master.volumeSizeLimitMB=256", "-volume.max=0",
     ]
     server = S3Server(f"http://{host}:{port}", bucket, key, secret, data_dir, None, cmd)
     server.start(timeout)

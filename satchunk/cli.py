@@ -581,7 +581,7 @@ def store_serve(
             if k != "AWS_REGION":
                 typer.echo(f"export {k}={v}")
         typer.echo(f"# serving {server.endpoint_url} from {server.data_dir} (pid "
-                   f"{server.pid}); Ctrl-C stops it", err=True)
+                   f"{server.pid}); Ctrl-C stops it (its graceful stop takes up to 15 s)", err=True)
         sys.stdout.flush()
         wait_for_signal(check)
     finally:
