@@ -94,15 +94,14 @@ class _Plan:
 
     def __init__(self, fn: Callable[..., Any], tasks: Sequence[Any], keys: Sequence[str],
                  labels: Sequence[str], first: FirstTasks | None) -> None:
-        n = len(tasks)
-        pre = first.tasks if first else ()
-        self.fns = [fn] * n + [first.fn] * len(pre) if first else [fn] * n
-        self.tasks = [*tasks, *pre]
-        self.keys = [*keys, *(first.keys if first else ())]
-        self.labels = [*labels, *(first.labels if first else ())]
-        self.cost = list(first.cost) if first else [0] * n
-        self.waiting = {i: {n + k for k in need} for i, need in
-                        enumerate(first.needs if first else ()) if need}
+        n = self.n = len(tasks)
+        first = first or FirstTasks(fn, (), (), (), [()] * n, [0] * n)
+        self.fns = [fn] * n + [first.fn] * len(first.tasks)
+        self.tasks = [*tasks, *first.tasks]
+        self.keys = [*keys, *first.keys]
+        self.labels = [*labels, *first.labels]
+        self.cost = list(first.cost)
+        self.waiting = {i: {n + k for k in need} for i, need in enumerate(first.needs) if need}
         self.dependents: dict[int, list[int]] = {}
         for i, need in self.waiting.items():
             for k in need:
@@ -112,7 +111,7 @@ class _Plan:
         self._first = list(range(len(self.tasks) - 1, n - 1, -1))  # popped from the end
 
     def is_shard(self, j: int) -> bool:
-        return j < len(self.cost)
+        return j < self.n
 
     def pop_ready(self, slots: int) -> int | None:
         """The next job to hand out, with ``slots`` still to fill; None if none is ready."""

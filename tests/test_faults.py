@@ -379,7 +379,7 @@ def _shard_task(task, credentials):
 
 
 def test_the_next_task_unlocks_shards_before_a_worker_would_wait_and_ends_costliest_first():
-    """2 slots, 4 shards (costs 36, 30, 30, 25) behind 4 first tasks (8..11 as jobs 4..7):
+    """2 slots, 4 shards (jobs 0..3, costs 25, 30, 36, 30) behind 4 first tasks (jobs 4..7):
     a shard runs while more are ready than slots to fill, else the next first task, so
     the last first task is not left behind a long shard; at the end, costliest first."""
     from chunkstore._tasks import _Plan
