@@ -4,6 +4,7 @@ fails, or that keeps killing its worker, into one error that names its shard."""
 from __future__ import annotations
 
 import heapq
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,12 +43,17 @@ def run_shard_tasks(client: Any, fn: Callable[..., Any], tasks: Sequence[Any],
     Dask, up to ``distributed.scheduler.allowed-failures`` times. The first task that
     fails for good cancels the others and raises a :class:`JobError` naming its shard
     (``labels[i]``); an :class:`InputError` (the input's fault) stays one.
+
+    Each call adds its own token to the keys: Dask hands a submit whose key it still
+    holds the held result, so a re-run under the same keys (the caller kept the error,
+    or another client shares the cluster) would get the failed run's error back.
     """
     if not tasks:
         return []
     from distributed import as_completed
     from tqdm import tqdm
 
+    token = secrets.token_hex(4)
     plan = _Plan(fn, tasks, keys, labels, first)
     results: dict[int, Any] = {}
     running: dict[str, tuple[int, Any]] = {}
@@ -57,7 +63,7 @@ def run_shard_tasks(client: Any, fn: Callable[..., Any], tasks: Sequence[Any],
         slots = max(1, sum(client.nthreads().values()))
         while len(running) < slots and (j := plan.pop_ready(slots - len(running))) is not None:
             fut = client.submit(plan.fns[j], plan.tasks[j], credentials=credentials,
-                                retries=1, key=plan.keys[j])
+                                retries=1, key=f"{plan.keys[j]}-{token}")
             running[fut.key] = (j, fut)
             finished.add(fut)
 
@@ -66,11 +72,12 @@ def run_shard_tasks(client: Any, fn: Callable[..., Any], tasks: Sequence[Any],
                   leave=True) as bar:
             submit()
             for fut in finished:
-                j, _ = running.pop(fut.key)
+                j, _ = running[fut.key]
                 try:
                     result = fut.result()
                 except Exception as exc:  # noqa: BLE001 - named and re-raised
                     raise shard_error(plan.labels[j], exc) from None
+                del running[fut.key]
                 if plan.is_shard(j):
                     results[j] = result
                     bar.update(1)

@@ -378,6 +378,30 @@ def _shard_task(task, credentials):
     return task.upper()
 
 
+def _fails_while_marked(marker, credentials):
+    if os.path.exists(marker):
+        raise OSError("store down")
+    return "ok"
+
+
+def test_a_re_run_under_the_same_keys_runs_again_while_the_failed_run_is_still_held(
+        client, tmp_path):
+    """Dask answers a key it still holds with the held result: the re-run must not get
+    the first run's error back while the caller keeps that error (a notebook does)."""
+    marker = tmp_path / "down"
+    marker.touch()
+
+    def run():
+        return run_shard_tasks(client, _fails_while_marked, [str(marker)], None, ["shard-x"],
+                               ["shard x"], total=1, done=0, desc="t", progress=False)
+
+    with pytest.raises(JobError, match="^shard x failed: OSError: store down$") as first:
+        run()
+    marker.unlink()
+    assert run() == ["ok"]
+    assert first.value  # still held
+
+
 def test_the_next_task_unlocks_shards_before_a_worker_would_wait_and_ends_costliest_first():
     """2 slots, 4 shards (jobs 0..3, costs 25, 30, 36, 30) behind 4 first tasks (jobs 4..7):
     a shard runs while more are ready than slots to fill, else the next first task, so
@@ -403,12 +427,12 @@ def test_shard_tasks_wait_for_their_first_tasks_and_a_failing_one_is_named(clien
     """Shard b needs both first tasks, c only the bad one: whichever fails first, the
     error names the first task, not a shard that waited for it."""
     def first(*tasks):
-        return FirstTasks(_first_task, list(tasks), [f"first-{t}-{time.time_ns()}" for t in tasks],
+        return FirstTasks(_first_task, list(tasks), [f"first-{t}" for t in tasks],
                           [f"border tiles {t}" for t in tasks], [[0], [0, 1], [1]], [3, 2, 1])
 
     def run(f):
         return run_shard_tasks(client, _shard_task, ["a", "b", "c"], None,
-                               [f"shard-{t}-{time.time_ns()}" for t in "abc"],
+                               [f"shard-{t}" for t in "abc"],
                                [f"shard {t}" for t in "abc"], total=3, done=0, desc="t",
                                progress=False, first=f)
 
