@@ -44,9 +44,9 @@ def run_shard_tasks(client: Any, fn: Callable[..., Any], tasks: Sequence[Any],
     fails for good cancels the others and raises a :class:`JobError` naming its shard
     (``labels[i]``); an :class:`InputError` (the input's fault) stays one.
 
-    Each call adds its own token to the keys: Dask hands a submit whose key it still
-    holds the held result, so a re-run under the same keys (the caller kept the error,
-    or another client shares the cluster) would get the failed run's error back.
+    Each call adds a token of its own to the keys: Dask answers a submit whose key it
+    still holds with the held result, so a re-run under the same keys (while the caller
+    keeps the error, or another client shares the cluster) would get the error back.
     """
     if not tasks:
         return []
