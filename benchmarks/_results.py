@@ -19,9 +19,8 @@ from typing import Any
 
 from benchmarks.mosaic import build_mosaic
 from chunkstore import Store, open_store, start_s3_server
-from ingest import SceneSource, check_inputs, ingest_scenes
-from satchunk.cluster import dask_client
-from satchunk.demo import sample_scenes
+from ingest import SceneSource, check_inputs
+from satchunk import IngestOptions, Place, dask_client, ingest_job, sample_scenes
 
 COLLECTION = "bench"
 ACQUIRED = "2020-01-01T00:00:00Z"
@@ -100,19 +99,28 @@ class Bench:
         env = self.server.env(prefix)
         return open_store(env["SATCHUNK_STORE"], env=env)
 
+    def place(self, store: Store, job: str) -> Place:
+        """Where a job runs: ``store`` and this bench's cluster, no progress bars."""
+        return Place(store, client=self.client, progress=False, command=("bench", job))
+
+    def mosaic(self, size: int) -> Path:
+        """The folder of a ``size``^2 mosaic's band files."""
+        return build_mosaic(sample_scenes()["sentinel-2"], self.tmp, size)
+
     def mosaic_scene(self, size: int, shard: int, chunk: int) -> SceneSource:
-        folder = build_mosaic(sample_scenes()["sentinel-2"], self.tmp, size)
-        return check_inputs([str(folder)], COLLECTION, shard=shard, chunk=chunk,
+        return check_inputs([str(self.mosaic(size))], COLLECTION, shard=shard, chunk=chunk,
                             acquired=ACQUIRED)[0]
 
-    def ingested(self, size: int, prefix: str, shard: int, chunk: int,
-                 progress: bool = False) -> tuple[Store, str]:
+    def ingest(self, store: Store, folder: Path, shard: int, chunk: int) -> str:
+        """Ingest the mosaic ``folder`` into ``store`` as users do; its item id."""
+        opts = IngestOptions([str(folder)], COLLECTION, acquired=ACQUIRED, shard=shard,
+                             chunk=chunk)
+        return ingest_job(opts, self.place(store, "ingest"))[0]["item"]
+
+    def ingested(self, size: int, prefix: str, shard: int, chunk: int) -> tuple[Store, str]:
         """A ``size``^2 mosaic ingested under ``prefix``; (store, item id)."""
         store = self.store(prefix)
-        scene = self.mosaic_scene(size, shard, chunk)
-        ingest_scenes([scene], COLLECTION, store, self.client, shard=shard, chunk=chunk,
-                      progress=progress)
-        return store, scene.item_id
+        return store, self.ingest(store, self.mosaic(size), shard, chunk)
 
 
 @contextmanager

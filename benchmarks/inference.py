@@ -36,19 +36,19 @@ from benchmarks._results import (
     save,
 )
 from benchmarks.ingest import SHARD, Busy, PeakRSS, km2
-from chunkstore import Store, open_scene, scene_key
+from chunkstore import Store, open_scene, read_scene, scene_key
 from inference import (
     Radiometry,
     TilePlan,
     check_item,
     load_checked,
     model_ref,
-    predict_item,
     worker_model,
     worker_threads,
 )
 from inference._block import read_span, region_inputs, tiles_region
 from models import call_batch, new_model, save_checkpoint
+from satchunk import PredictOptions, predict_job
 
 CHUNK = 256
 P2_MODEL = {"width": 4, "depth": 2}  # unet: the pipeline's memory, not the model's
@@ -85,11 +85,10 @@ def _task_tiles(plan: TilePlan) -> list[tuple[list[int], list[int]]]:
 
 def _padded_blocks(store: Store, item: str, adapter, names, idx, shard: int):
     """Every task's model inputs (mirrored at scene edges) and tiles, as the tasks build them."""
-    ds = open_scene(store, scene_key(COLLECTION, item), mask_and_scale=False)
-    raw = ds.reflectance.values[list(idx)]
-    a = ds.reflectance.attrs  # not decoded: CF attributes stay attributes
-    rad = Radiometry(a.get("scale_factor", 1.0), a.get("add_offset", 0.0),
-                     float(a.get("_FillValue", 0)))
+    key = scene_key(COLLECTION, item)
+    raw = open_scene(store, key, mask_and_scale=False).reflectance.values[list(idx)]
+    info = read_scene(store, key)
+    rad = Radiometry(info.scale, info.offset, info.fill)
     H, W = raw.shape[1:]
     T = adapter.spec.tile
     plan = TilePlan.of(adapter.spec, (H, W), shard)
@@ -181,7 +180,7 @@ def p1(bench: Bench, model: str, store: Store, item: str, shard: int, size: int,
         pure.append(time.perf_counter() - t0)
         s = _fresh(store)
         with Busy() as b, get_task_stream(client) as ts:
-            predict_item(s, client, item, ref, adapter, collection=COLLECTION, progress=False)
+            predict_job(PredictOptions([item], model, COLLECTION), bench.place(s, "predict"))
         e2e.append(b.wall)
         cpu.append(b.cpu)
         joules.append(b.joules)
@@ -213,13 +212,11 @@ def p2(bench: Bench, scenes: dict[int, tuple[Store, str]]) -> dict:
     client = bench.client
     rss, secs = {}, {}
     for size, (store, item) in sorted(scenes.items()):
-        ref = model_ref(p2_model(store), store, worker_threads(client))
-        adapter = load_checked(ref, store)
+        opts = PredictOptions([item], p2_model(store), COLLECTION)
         fresh_workers(client)
         with PeakRSS(client) as m:
             t0 = time.perf_counter()
-            predict_item(store, client, item, ref, adapter, collection=COLLECTION,
-                         progress=False)
+            predict_job(opts, bench.place(store, "predict"))
             secs[size] = round(time.perf_counter() - t0, 1)
         rss[size] = m.max_worker_mb
         print(f"predict {size}^2: {secs[size]} s, peak worker RSS {rss[size]:.0f} MB")

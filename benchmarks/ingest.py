@@ -30,7 +30,6 @@ from benchmarks._results import (
     paired_median,
     save,
 )
-from ingest import ingest_scenes
 
 SHARD, CHUNK = 2048, 256
 
@@ -178,11 +177,11 @@ def measure(bench: Bench, sizes: list[int], p3_size: int, repeats: int) -> dict:
     for size in sizes:
         store = bench.store(f"p2-{size}")
         scene = bench.mosaic_scene(size, SHARD, CHUNK)
+        folder = Path(scene.bands[0].path).parent
         fresh_workers(client)
         with PeakRSS(client) as m:
             t0 = time.perf_counter()
-            ingest_scenes([scene], COLLECTION, store, client, shard=SHARD, chunk=CHUNK,
-                          progress=False)
+            bench.ingest(store, folder, SHARD, CHUNK)
             dt = time.perf_counter() - t0
         rss[size] = m.max_worker_mb
         print(f"ingest {size}^2 x {len(scene.bands)} bands: {dt:.1f} s, "
@@ -201,8 +200,7 @@ def measure(bench: Bench, sizes: list[int], p3_size: int, repeats: int) -> dict:
     for i in range(repeats):
         store = bench.store(f"p3-{i}")
         with Busy() as b_ingest:
-            ingest_scenes([scene], COLLECTION, store, client, shard=SHARD, chunk=CHUNK,
-                          progress=False)
+            bench.ingest(store, Path(paths[0]).parent, SHARD, CHUNK)
         runs["ingest"].append(raw_mb / b_ingest.wall)
         cpu["ingest"].append(b_ingest.cpu)
         with Busy() as d:

@@ -1,5 +1,6 @@
 """Does it learn? Trains on the real Sentinel-2 crop with spectral weak labels
-(`satchunk label --from indices`), through the CLI, against the embedded S3 server:
+(`satchunk label --from indices`), through the job functions the CLI calls, against
+the embedded S3 server:
 
 - a small UNet and a SegFormer, balanced sampling: test mIoU on held-out shards;
 - the UNet again with uniform sampling at the same steps: the rarest class's IoU;
@@ -14,55 +15,63 @@ loss, inputs blue, green, red, nir, swir16 and the four indices.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
 from benchmarks._results import header, save
-from chunkstore import start_s3_server
-from satchunk.cli import main as cli
-from satchunk.demo import sample_scenes
+from chunkstore import open_store, start_s3_server
+from satchunk import (
+    EvaluateOptions,
+    IngestOptions,
+    LabelOptions,
+    Place,
+    PredictOptions,
+    TrainOptions,
+    evaluate_job,
+    ingest_job,
+    label_job,
+    predict_job,
+    sample_scenes,
+    train_job,
+)
+from training import TrainConfig
 
 COLL = "s2weak"
 
 
-def call(argv):
-    buf = io.StringIO()
+def timed(job, *args, **kwargs):
     t0 = time.perf_counter()
-    with contextlib.redirect_stdout(buf):
-        code = cli([*argv, "--json"])
-    if code:
-        raise SystemExit(f"satchunk {' '.join(argv)} exited {code}")
-    return json.loads(buf.getvalue()), round(time.perf_counter() - t0, 1)
+    return job(*args, **kwargs), round(time.perf_counter() - t0, 1)
 
 
 def run(epochs, steps, shard, chunk, out):
     tmp = Path(tempfile.mkdtemp(prefix="satchunk-learning-"))
     server = start_s3_server(tmp / "s3", bucket="learn")
-    os.environ.update(server.env("learn"))
+    env = server.env("learn")
     os.chdir(tmp)
+    place = Place(open_store(env["SATCHUNK_STORE"], env=env), progress=False,
+                  command=("bench", "learning"))
     res = header() | {"epochs": epochs, "steps_per_epoch": steps, "shard": shard, "chunk": chunk}
     try:
-        ing, _ = call(["ingest", str(sample_scenes()["sentinel-2"]), "--collection", COLL,
-                       "--shard", str(shard), "--chunk", str(chunk)])
-        item = ing[0]["item"]
-        lab, _ = call(["label", item, "--from", "indices", "--collection", COLL])
-        res["label"] = {k: lab[0][k] for k in ("classes", "class_pixels")}
-        common = ["--collection", COLL, "--epochs", str(epochs), "--steps", str(steps),
-                  "--batch", "16", "--patch", "64", "--lr", "3e-3", "--loss", "focal-dice",
-                  "--bands", "blue,green,red,nir,swir16", "--indices", "ndvi,ndwi,ndbi,bsi",
-                  "--patience", str(epochs)]
-        runs = {"unet-balanced": ["--model", "unet"],
-                "segformer-balanced": ["--model", "segformer"],
-                "unet-uniform": ["--model", "unet", "--sampler", "uniform"]}
+        (ing,) = ingest_job(IngestOptions([str(sample_scenes()["sentinel-2"])], COLL,
+                                          shard=shard, chunk=chunk), place)
+        item = ing["item"]
+        (lab,) = label_job(LabelOptions([item], "indices", COLL), place)
+        res["label"] = {k: lab[k] for k in ("classes", "class_pixels")}
+        common = {"collections": [COLL], "epochs": epochs, "steps": steps, "batch": 16,
+                  "patch": 64, "lr": 3e-3, "loss": "focal-dice",
+                  "bands": ["blue", "green", "red", "nir", "swir16"],
+                  "indices": ["ndvi", "ndwi", "ndbi", "bsi"], "patience": epochs}
+        runs = {"unet-balanced": {"model": "unet"},
+                "segformer-balanced": {"model": "segformer"},
+                "unet-uniform": {"model": "unet", "sampler": "uniform"}}
         for name, extra in runs.items():
-            uri = os.environ["SATCHUNK_STORE"] + f"/models/{name}/1"
-            tr, secs = call(["train", *common, *extra, "--out", uri, "--name", name])
-            ev, _ = call(["evaluate", "--model", uri])
+            uri = env["SATCHUNK_STORE"] + f"/models/{name}/1"
+            cfg = TrainConfig(**common, **extra, name=name)
+            tr, secs = timed(train_job, TrainOptions(cfg, uri), place)
+            ev = evaluate_job(EvaluateOptions(uri), place)
             res[name] = {"train_seconds": secs, "best_epoch": tr["best_epoch"],
                          "best_val_miou": round(tr["best_val_miou"], 4),
                          "test_miou": round(ev["miou"], 4),
@@ -70,15 +79,15 @@ def run(epochs, steps, shard, chunk, out):
                          "test_iou": {k: None if v["iou"] is None else round(v["iou"], 4)
                                       for k, v in ev["per_class"].items()},
                          "test_support": {k: v["support"] for k, v in ev["per_class"].items()}}
-            print(name, json.dumps(res[name]))
+            print(name, res[name])
         pixels = res["label"]["class_pixels"]
         rarest = min(pixels, key=lambda k: pixels[k] if pixels[k] else float("inf"))
         res["rarest_class"] = {"class": rarest,
                                "balanced_iou": res["unet-balanced"]["test_iou"][rarest],
                                "uniform_iou": res["unet-uniform"]["test_iou"][rarest]}
-        uri = os.environ["SATCHUNK_STORE"] + "/models/unet-balanced/1"
-        pr, secs = call(["predict", item, "--collection", COLL, "--model", uri])
-        res["predict_with_trained_unet"] = {"mask": pr[0]["mask"], "seconds": secs}
+        uri = env["SATCHUNK_STORE"] + "/models/unet-balanced/1"
+        (pr,), secs = timed(predict_job, PredictOptions([item], uri, COLL), place)
+        res["predict_with_trained_unet"] = {"mask": pr["mask"], "seconds": secs}
     finally:
         server.stop()
     save(res, out)

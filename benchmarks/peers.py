@@ -217,15 +217,12 @@ def _satchunk(bench, store, item, model: str) -> tuple[float, float, np.ndarray]
     from benchmarks.inference import _fresh
     from benchmarks.ingest import PeakRSS
     from chunkstore import mask_key
-    from inference import load_checked, model_ref, predict_item, worker_threads
+    from satchunk import PredictOptions, predict_job
 
-    ref = model_ref(model, store, worker_threads(bench.client))
-    adapter = load_checked(ref, store)
     s = _fresh(store)
     with PeakRSS(bench.client) as m:
         t0 = time.perf_counter()
-        res = predict_item(s, bench.client, item, ref, adapter, collection="bench",
-                           progress=False)
+        (res,) = predict_job(PredictOptions([item], model, "bench"), bench.place(s, "predict"))
         wall = time.perf_counter() - t0
     key = mask_key("bench", item, res["model_id"])
     cls = zarr.open_array(s.zarr_store(f"{key}/class", read_only=True), mode="r")[:]
@@ -235,15 +232,14 @@ def _satchunk(bench, store, item, model: str) -> tuple[float, float, np.ndarray]
 def measure(bench, size: int, small: int, repeats: int, model: str = "ukis-csmask:4b") -> dict:
     import rasterio
 
-    from chunkstore import scene_key
+    from chunkstore import read_scene, scene_key
 
     out: dict = {"model": model, "size": size, "small": small, "repeats": repeats,
                  "satchunk": {}, "peers": {p: {} for p in PEERS}}
     for n, reps in ((small, 1), (size, repeats)):  # shards of ``small``: 1, then 4 of them
         store, item = bench.ingested(n, f"p6-{n}", small, 256)
-        enc = json.loads(store.read_bytes(f"{scene_key('bench', item)}/reflectance/zarr.json"))
-        scale = float(enc["attributes"].get("scale_factor", 1.0))
-        offset = float(enc["attributes"].get("add_offset", 0.0))
+        info = read_scene(store, scene_key("bench", item))
+        scale, offset = info.scale, info.offset
         src = _geotiff(bench, n, small)
         _satchunk(bench, store, item, model)  # warm: the model loaded in every worker
         runs = [_satchunk(bench, store, item, model) for _ in range(reps)]

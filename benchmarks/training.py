@@ -25,21 +25,18 @@ import numpy as np
 from benchmarks._results import ACQUIRED, COLLECTION, Bench, bench_env, header, paired_median, save
 from benchmarks.ingest import Busy
 from chunkstore import Store
-from ingest import check_inputs, ingest_scenes, label_scene
 from models import new_model
-from satchunk.demo import sample_scenes
+from satchunk import IngestOptions, LabelOptions, ingest_job, label_job, sample_scenes
 from training import PatchDataset, PlannedPatch, TrainConfig, chunk_weights, draw, prepare
 from training._dataset import loader
 
 
 def labelled_store(bench: Bench, shard: int, chunk: int) -> Store:
     store = bench.store("train")
-    scene = check_inputs([str(sample_scenes()["sentinel-2"])], COLLECTION, shard=shard,
-                         chunk=chunk, acquired=ACQUIRED)[0]
-    ingest_scenes([scene], COLLECTION, store, bench.client, shard=shard, chunk=chunk,
-                  progress=False)
-    label_scene(store, bench.client, scene.item_id, "indices", collection=COLLECTION,
-                progress=False)
+    opts = IngestOptions([str(sample_scenes()["sentinel-2"])], COLLECTION, acquired=ACQUIRED,
+                         shard=shard, chunk=chunk)
+    (scene,) = ingest_job(opts, bench.place(store, "ingest"))
+    label_job(LabelOptions([scene["item"]], "indices", COLLECTION), bench.place(store, "label"))
     return store
 
 

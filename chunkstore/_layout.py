@@ -24,6 +24,11 @@ def mask_key(collection: str, item: str, model_id: str) -> str:
     return f"masks/{c}/{i}/{validate_id(model_id, 'model id')}.zarr"
 
 
+def mask_item_id(item: str, model_id: str) -> str:
+    """The STAC item id of the mask of ``model_id`` on scene ``item``."""
+    return f"{validate_id(item, 'item id')}__{validate_id(model_id, 'model id')}"
+
+
 def model_key(name: str, version: str) -> str:
     return f"models/{validate_id(name, 'model name')}/{validate_id(version, 'model version')}"
 

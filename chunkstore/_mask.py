@@ -1,4 +1,5 @@
-"""The mask Zarr (v3) of one prediction run, and its derived STAC item.
+"""The mask Zarr (v3) of one prediction run: create, write one shard, find finished
+shards, read its metadata.
 
 Layout of ``masks/<collection>/<item>/<model-id>.zarr``, same grid, sharding and
 georeferencing as the scene::
@@ -14,17 +15,24 @@ object marks the shard done.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import numpy as np
-import pystac
 
 from ._grid import ShardGrid
 from ._histogram import LABEL_NODATA
-from ._scene import codecs, grid_coords, scene_attrs, shard_objects, write_skeleton
+from ._scene import (
+    array_meta,
+    codecs,
+    grid_coords,
+    grid_of,
+    read_georef,
+    scene_attrs,
+    shard_objects,
+    write_skeleton,
+)
 from ._store import Store
 
 CLASS = "class"
@@ -110,65 +118,37 @@ def done_mask_shards(store: Store, key: str) -> set[tuple[int, int]]:
 mask_attrs = scene_attrs  # the group attributes of a mask Zarr, or None
 
 
-def mask_item(scene: dict[str, Any], item_id: str, mask_href: str, scene_href: str,
-              spec: Mapping[str, Any], products: Sequence[str], created: datetime,
-              properties: Mapping[str, Any] | None = None) -> pystac.Item:
-    """A derived item: scene footprint and time, ``derived_from`` the scene, the
-    ``classification`` classes and ``mlm`` model metadata, a Zarr asset."""
-    from pystac.extensions.classification import Classification, ClassificationExtension
+@dataclass(frozen=True)
+class MaskInfo:
+    """What a reader needs to know of one mask Zarr (no pixels): see :func:`read_mask`."""
 
-    from ._stac import ZARR_MEDIA_TYPE
+    key: str
+    shape: tuple[int, int]  # height, width
+    grid: ShardGrid
+    classes: tuple[str, ...]
+    colors: tuple[str, ...]
+    products: tuple[str, ...]  # those present, in the order of PRODUCTS
+    crs_wkt: str
+    transform: tuple[float, ...]  # affine a..f
+    attrs: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)  # group
 
-    props = {k: v for k, v in scene["properties"].items()
-             if k == "datetime" or k.startswith("proj:")}
-    classes, colors = list(spec["classes"]), list(spec["colors"])
-    arch = dict(spec.get("architecture") or {})
-    props.update({
-        "created": created.isoformat().replace("+00:00", "Z"),
-        "satchunk:kind": "mask",
-        "satchunk:scene": scene["id"],
-        "satchunk:model_id": f"{spec['name']}-{spec['version']}",
-        "satchunk:products": list(products),
-        "mlm:name": spec["name"],
-        "mlm:architecture": arch.get("kind", "unknown"),
-        "mlm:tasks": ["semantic-segmentation"],
-        "mlm:framework": "onnxruntime" if arch.get("kind") == "onnx" else "pytorch",
-        "mlm:input": [{
-            "name": "tiles", "bands": list(spec["bands"]) + list(spec.get("indices", [])),
-            "input": {"shape": [-1, len(spec["bands"]) + len(spec.get("indices", [])),
-                                spec["tile"], spec["tile"]],
-                      "dim_order": ["batch", "channel", "height", "width"],
-                      "data_type": "float32"},
-            "value_scaling": ([{"type": "z-score", "mean": m, "stddev": s}
-                               for m, s in zip(spec["mean"], spec["std"], strict=True)]
-                              if spec.get("mean") else None),
-        }],
-        "mlm:output": [{
-            "name": "probabilities", "tasks": ["semantic-segmentation"],
-            "result": {"shape": [-1, len(classes), spec["tile"], spec["tile"]],
-                       "dim_order": ["batch", "channel", "height", "width"],
-                       "data_type": "float32"},
-            "classification:classes": [{"value": i, "name": n, "color_hint": c.lstrip("#")}
-                                       for i, (n, c) in enumerate(zip(classes, colors,
-                                                                      strict=True))],
-        }],
-        **dict(properties or {}),
-    })
-    item = pystac.Item(id=item_id, geometry=scene["geometry"], bbox=scene["bbox"],
-                       datetime=pystac.utils.str_to_datetime(scene["properties"]["datetime"]),
-                       properties=props, collection=scene["collection"])
-    item.stac_extensions.append(
-        "https://stac-extensions.github.io/mlm/v1.4.0/schema.json")
-    if any(k.startswith("proj:") for k in props):
-        item.stac_extensions.append(
-            "https://stac-extensions.github.io/projection/v2.0.0/schema.json")
-    asset = pystac.Asset(href=mask_href, media_type=ZARR_MEDIA_TYPE, roles=["data"],
-                         title="mask Zarr (" + ", ".join(products) + ")")
-    item.add_asset("mask", asset)
-    ClassificationExtension.ext(asset, add_if_missing=True).classes = [
-        Classification.create(value=i, name=n.replace(" ", "_"), description=n,
-                              color_hint=c.lstrip("#").upper())
-        for i, (n, c) in enumerate(zip(classes, colors, strict=True))]
-    item.add_link(pystac.Link("derived_from", scene_href, media_type="application/geo+json",
-                              title=scene["id"]))
-    return item
+
+def read_mask(store: Store, key: str) -> MaskInfo:
+    """The metadata of the mask Zarr at ``key``: shape, grid, class names and colours,
+    the products present, georeferencing and group attributes. A mask without its
+    ``class`` array is a :class:`NotFoundError`."""
+    from .errors import NotFoundError
+
+    cmeta = array_meta(store, f"{key}/{CLASS}")
+    if cmeta is None:
+        raise NotFoundError(f"no mask Zarr at {store.url(key)}")
+    attrs = mask_attrs(store, key) or {}
+    h, w = cmeta["shape"]
+    products = tuple(p for p in PRODUCTS
+                     if p == CLASS or store.exists(f"{key}/{p}/zarr.json"))
+    crs_wkt, transform = read_georef(store, key)
+    cattrs: dict[str, Any] = cmeta.get("attributes", {})
+    return MaskInfo(key, (int(h), int(w)), grid_of(attrs, cmeta["shape"]),
+                    tuple(str(c) for c in cattrs.get("classes", [])),
+                    tuple(str(c) for c in cattrs.get("colors", [])), products, crs_wkt,
+                    transform, attrs)

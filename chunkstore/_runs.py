@@ -16,24 +16,10 @@ def new_run_id(kind: str) -> str:
     return f"{kind}-{stamp}-{secrets.token_hex(3)}"
 
 
-def redact(value: Any, store: Store) -> Any:
-    """Replace any credential value of ``store`` found in strings of ``value``."""
-    hidden = [s for s in (store.credentials.secret_access_key, store.credentials.session_token,
-                          store.credentials.access_key_id) if s]
-    if isinstance(value, str):
-        for s in hidden:
-            value = value.replace(s, "****")
-        return value
-    if isinstance(value, dict):
-        return {k: redact(v, store) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(v, store) for v in value]
-    return value
-
-
 def write_run(store: Store, record: dict[str, Any]) -> str:
+    """Write ``record`` as it is (the caller blanks any credentials in it first)."""
     key = run_key(record["run_id"])
-    store.write_bytes(key, json.dumps(redact(record, store), indent=2, default=str).encode())
+    store.write_bytes(key, json.dumps(record, indent=2, default=str).encode())
     return key
 
 

@@ -1,4 +1,5 @@
-"""The scene Zarr (v3) schema: create, write one shard, find finished shards, open.
+"""The scene Zarr (v3) schema: create, write one shard, find finished shards, read its
+metadata (one ``SceneInfo`` for every reader), open.
 
 Layout of ``zarr/<collection>/<item>.zarr``::
 
@@ -88,6 +89,80 @@ def read_georef(store: Store, key: str) -> tuple[str, tuple[float, ...]]:
     attrs = json.loads(store.read_bytes(f"{key}/spatial_ref/zarr.json"))["attributes"]
     c, a, b, f, d, e = (float(v) for v in attrs["GeoTransform"].split())
     return attrs["crs_wkt"], (a, b, c, d, e, f)
+
+
+def array_meta(store: Store, key: str) -> dict[str, Any] | None:
+    """The ``zarr.json`` document of the array (or group) at ``key``, or None."""
+    from .errors import NotFoundError
+
+    try:
+        return json.loads(store.read_bytes(f"{key}/zarr.json"))
+    except NotFoundError:
+        return None
+
+
+def grid_of(attrs: Mapping[str, Any], shape: Sequence[int]) -> ShardGrid:
+    """The shard grid of a scene or mask Zarr: the last two axes of ``shape`` and the
+    group's ``shard``/``chunk`` attributes."""
+    h, w = shape[-2:]
+    return ShardGrid(int(h), int(w), int(attrs.get("shard", 2048)),
+                     int(attrs.get("chunk", 256)))
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    """What a reader needs to know of one scene Zarr (no pixels): see :func:`read_scene`."""
+
+    key: str
+    shape: tuple[int, int, int]  # bands, height, width
+    grid: ShardGrid
+    bands: tuple[str, ...]  # common names, from the ``band`` coordinate
+    dtype: str  # stored reflectance dtype
+    scale: float  # CF scale_factor
+    offset: float  # CF add_offset
+    fill: float | None  # the reflectance fill value (NaN for float scenes)
+    crs_wkt: str
+    transform: tuple[float, ...]  # affine a..f
+    aux: tuple[str, ...] = ()  # extra (y, x) arrays, e.g. ``qa``, ``scl``
+    label_classes: tuple[str, ...] | None = None  # of the ``label`` array, if there is one
+    label_source: Any = field(default=None, hash=False, compare=False)  # what it was made from
+    attrs: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)  # group
+
+
+def read_scene(store: Store, key: str) -> SceneInfo:
+    """The metadata of the scene Zarr at ``key``: shape, grid, band names, radiometry,
+    georeferencing, auxiliary arrays, label classes and group attributes. A missing
+    scene is a :class:`NotFoundError`."""
+    import zarr
+
+    from .errors import NotFoundError
+
+    group = array_meta(store, key)
+    refl = array_meta(store, f"{key}/{REFLECTANCE}") if group is not None else None
+    if group is None or refl is None:
+        raise NotFoundError(f"no scene Zarr at {store.url(key)}")
+    attrs = dict(group.get("attributes", {}))
+    enc = refl.get("attributes", {})
+    fill = refl.get("fill_value")
+    band = zarr.open_array(store.zarr_store(f"{key}/band", read_only=True), mode="r",
+                           zarr_format=3)
+    crs_wkt, transform = read_georef(store, key)
+    known = {REFLECTANCE, LABEL, HISTOGRAM, STATS, "x", "y", "band", "spatial_ref"}
+    names = store.list_dirs(key)
+    aux = tuple(n for n in names if n not in known and not n.startswith(".")
+                and store.exists(f"{key}/{n}/zarr.json"))
+    label = array_meta(store, f"{key}/{LABEL}") if LABEL in names else None
+    label_attrs = (label or {}).get("attributes", {})
+    nb, h, w = refl["shape"]
+    return SceneInfo(
+        key=key, shape=(int(nb), int(h), int(w)),
+        grid=grid_of(attrs, refl["shape"]), bands=tuple(str(b) for b in band[:]),
+        dtype=str(refl.get("data_type")),
+        scale=float(enc.get("scale_factor", 1.0)), offset=float(enc.get("add_offset", 0.0)),
+        fill=None if fill is None else float(fill), crs_wkt=crs_wkt, transform=transform,
+        aux=aux, label_classes=(None if label is None else
+                                tuple(str(c) for c in label_attrs.get("classes", []))),
+        label_source=label_attrs.get("source"), attrs=attrs)
 
 
 def _coords(schema: SceneSchema) -> dict[str, Any]:
@@ -264,18 +339,6 @@ def _write_label(arr: Callable[[str], Any], g: ShardGrid, sy: int, sx: int,
     arr(HISTOGRAM)[sy:sy + 1, sx:sx + 1] = hist[None, None]
 
 
-def _scene_grid(store: Store, key: str) -> ShardGrid:
-    """The shard grid of the scene at ``key``, from its metadata."""
-    attrs = scene_attrs(store, key)
-    if attrs is None:
-        from .errors import NotFoundError
-
-        raise NotFoundError(f"no scene Zarr at {store.url(key)}")
-    meta = json.loads(store.read_bytes(f"{key}/{REFLECTANCE}/zarr.json"))
-    h, w = meta["shape"][-2:]
-    return ShardGrid(h, w, int(attrs.get("shard", 2048)), int(attrs.get("chunk", 256)))
-
-
 def add_label(store: Store, key: str, classes: Sequence[str],
               source: Mapping[str, Any]) -> None:
     """(Re)create empty ``label`` and ``label_histogram`` arrays in the existing scene
@@ -292,7 +355,7 @@ def add_label(store: Store, key: str, classes: Sequence[str],
     classes = tuple(str(c) for c in classes)
     if not 0 < len(classes) < LABEL_NODATA:
         raise ValueError(f"a label needs 1 to {LABEL_NODATA - 1} classes, got {len(classes)}")
-    g = _scene_grid(store, key)
+    g = read_scene(store, key).grid
     variables, encoding = _label_variables(g, classes, source)
     # the same xarray encoding as create_scene, rendered into a scratch folder; only the
     # two arrays' metadata documents are copied into the scene

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -15,7 +14,8 @@ from chunkstore import (
     FirstTasks,
     InputError,
     MaskSchema,
-    ShardGrid,
+    NotFoundError,
+    SceneInfo,
     Store,
     StoreError,
     create_mask,
@@ -24,19 +24,19 @@ from chunkstore import (
     find_item,
     item_key,
     mask_attrs,
-    mask_item,
+    mask_item_id,
     mask_key,
     open_store,
     output_lock,
-    parts_prefix,
-    read_georef,
+    read_scene,
     run_shard_tasks,
-    scene_attrs,
     scene_key,
     write_item,
 )
-from models import Adapter, ModelError, Radiometry, match_bands
+from models import Adapter, Radiometry, match_bands
 
+from ._mask_item import mask_item
+from ._parts import parts_prefix
 from ._runner import (
     ModelRef,
     PredictJob,
@@ -73,10 +73,7 @@ def model_ref(ref: str, store: Store, threads: int = 1) -> ModelRef:
 
 def load_checked(ref: ModelRef, store: Store) -> Adapter:
     """Load the model on the client once, so a bad reference fails before any write."""
-    try:
-        return ref.load(store.credentials if ref.store is not None else None)
-    except ModelError as exc:
-        raise InputError(str(exc)) from None
+    return ref.load(store.credentials if ref.store is not None else None)
 
 
 def worker_threads(client: Any, tasks: int | None = None) -> int:
@@ -97,18 +94,25 @@ def worker_threads(client: Any, tasks: int | None = None) -> int:
 def check_item(store: Store, item: str, adapter: Adapter, collection: str | None = None
                ) -> tuple[dict[str, Any], tuple[int, ...], tuple[str, ...]]:
     """The scene item, and which of its bands feed the model; refuses what cannot run."""
+    scene, _, idx, names = _checked_scene(store, item, adapter, collection)
+    return scene, idx, names
+
+
+def _checked_scene(store: Store, item: str, adapter: Adapter, collection: str | None = None
+                   ) -> tuple[dict[str, Any], SceneInfo, tuple[int, ...], tuple[str, ...]]:
+    """:func:`check_item`, and the scene Zarr's metadata."""
     scene = find_item(store, item, collection)
     if scene["properties"].get("satchunk:kind") == "mask":
         raise InputError(f"{item} is a mask item, not a scene: predict on its scene "
                          f"{scene['properties'].get('satchunk:scene')}")
     skey = scene_key(scene["collection"], item)
-    if scene_attrs(store, skey) is None:
-        raise InputError(f"item {item} has no scene Zarr at {store.url(skey)}: re-ingest it")
     try:
-        idx, names = match_bands(adapter.spec, _band_names(store, skey), item)
-    except ModelError as exc:
-        raise InputError(str(exc)) from None
-    return scene, idx, names
+        info = read_scene(store, skey)
+    except NotFoundError:
+        raise InputError(f"item {item} has no scene Zarr at {store.url(skey)}: "
+                         "re-ingest it") from None
+    idx, names = match_bands(adapter.spec, list(info.bands), item)
+    return scene, info, idx, names
 
 
 def predict_item(store: Store, client: Any, item: str, ref: ModelRef, adapter: Adapter, *,
@@ -116,27 +120,20 @@ def predict_item(store: Store, client: Any, item: str, ref: ModelRef, adapter: A
                  batch: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Predict one scene item; returns a summary with the mask URI and seconds."""
     t0 = time.perf_counter()
-    scene, idx, names = check_item(store, item, adapter, collection)
+    scene, info, idx, names = _checked_scene(store, item, adapter, collection)
     collection = scene["collection"]
-    skey = scene_key(collection, item)
-    attrs = scene_attrs(store, skey) or {}
-    zmeta = json.loads(store.read_bytes(f"{skey}/reflectance/zarr.json"))
+    skey = info.key
     spec = adapter.spec
-    enc = zmeta.get("attributes", {})
-    radiometry = Radiometry(float(enc.get("scale_factor", 1.0)), float(enc.get("add_offset", 0.0)),
-                            None if zmeta.get("fill_value") is None
-                            else float(zmeta["fill_value"]))
-    H, W = zmeta["shape"][1:]
-    shard, chunk = int(attrs.get("shard", 2048)), int(attrs.get("chunk", 256))
-    grid = ShardGrid(H, W, shard, chunk)
+    radiometry = Radiometry(info.scale, info.offset, info.fill)
+    grid = info.grid
+    H, W, shard = grid.height, grid.width, grid.shard
     model_id = spec.model_id
     mkey = mask_key(collection, item, model_id)
-    mitem_id = f"{item}__{model_id}"
+    mitem_id = mask_item_id(item, model_id)
     fingerprint = {"model_ref": ref.ref, "model": spec.to_dict(), "products": list(products),
-                   "scene": attrs.get("satchunk", {}).get("fingerprint"),
+                   "scene": info.attrs.get("satchunk", {}).get("fingerprint"),
                    "nodata": "any-model-band", "tiles": "each-once"}
-    crs_wkt, transform = read_georef(store, skey)
-    schema = MaskSchema(grid=grid, crs_wkt=crs_wkt, transform=transform,
+    schema = MaskSchema(grid=grid, crs_wkt=info.crs_wkt, transform=info.transform,
                         classes=spec.classes, colors=spec.colors, products=tuple(products),
                         attrs={"fingerprint": fingerprint, "model_id": model_id,
                                "scene": item, "collection": collection})
@@ -211,9 +208,3 @@ def _shared_tasks(job: PredictJob, plan: TilePlan, left: list[tuple[int, int]]
                       [sorted({at[o, g] for o, g, _ in sources[s]}) for s in left],
                       [len(ys) * len(xs) for ys, xs in map(plan.inner, left)])
 
-
-def _band_names(store: Store, skey: str) -> list[str]:
-    import xarray as xr
-
-    ds = xr.open_zarr(store.zarr_store(skey, read_only=True), consolidated=False, zarr_format=3)
-    return [str(b) for b in ds["band"].values]

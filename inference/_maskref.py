@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,9 +11,9 @@ from chunkstore import (
     ShardGrid,
     Store,
     find_item,
-    mask_attrs,
+    mask_item_id,
     mask_key,
-    read_georef,
+    read_mask,
     validate_id,
 )
 
@@ -43,7 +42,7 @@ def find_mask(store: Store, item: str, model_id: str, collection: str | None = N
                          f"{scene['properties'].get('satchunk:scene')} and --model-id")
     col = scene["collection"]
     try:
-        find_item(store, f"{item}__{model_id}", col)
+        find_item(store, mask_item_id(item, model_id), col)
     except NotFoundError:
         have = store.list_dirs(f"masks/{col}/{item}")
         ids = sorted(h[:-5] for h in have if h.endswith(".zarr"))
@@ -51,18 +50,9 @@ def find_mask(store: Store, item: str, model_id: str, collection: str | None = N
                 else f"run `satchunk predict {item} --model ...` first")
         raise NotFoundError(f"no finished mask of model {model_id!r} on {col}/{item}: "
                             f"{hint}") from None
-    key = mask_key(col, item, model_id)
-    attrs = mask_attrs(store, key) or {}
-    cmeta = json.loads(store.read_bytes(f"{key}/class/zarr.json"))
-    h, w = cmeta["shape"]
-    products = tuple(p for p in ("class", "probability", "entropy", "margin")
-                     if store.exists(f"{key}/{p}/zarr.json"))
-    crs_wkt, transform = read_georef(store, key)
-    cattrs: dict[str, Any] = cmeta.get("attributes", {})
-    return MaskRef(col, item, model_id, key,
-                   ShardGrid(h, w, int(attrs.get("shard", 2048)), int(attrs.get("chunk", 256))),
-                   crs_wkt, transform, tuple(cattrs.get("classes", [])),
-                   tuple(cattrs.get("colors", [])), products)
+    m = read_mask(store, mask_key(col, item, model_id))
+    return MaskRef(col, item, model_id, m.key, m.grid, m.crs_wkt, m.transform, m.classes,
+                   m.colors, m.products)
 
 
 def open_mask_array(store: Store, ref: MaskRef, product: str) -> Any:

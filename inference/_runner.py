@@ -29,15 +29,13 @@ from chunkstore import (
     Credentials,
     MaskSchema,
     Store,
-    part_key,
     read_checked,
-    read_part,
     write_mask_shard,
-    write_part,
 )
 from models import Adapter, Radiometry, TorchAdapter, load_model
 
 from ._block import products, shard_probs, shared_probs
+from ._parts import part_key, read_part, write_part
 from ._tiling import TilePlan
 
 

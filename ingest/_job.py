@@ -42,7 +42,6 @@ from chunkstore import (
 )
 
 from ._cloud import CLOUD_METHOD, shard_counts
-from ._labels import read_label
 from ._read import read_band
 from ._sensors import LANDSAT, SENTINEL2
 from ._sources import SceneSource, discover, fingerprint
@@ -74,10 +73,7 @@ def run_shard(task: ShardTask, credentials: Credentials) -> tuple[int, int]:
         block[i] = read_band(band, grid, r0, c0, h, w, schema.dtype, scene.nodata)
     aux = {name: read_band(src, grid, r0, c0, h, w, src.meta.dtype, 0, kernel="nearest")
            for name, src in scene.aux}
-    label = None
-    if scene.label is not None:
-        label = read_label(scene.label, grid.crs_wkt, grid.window_transform(r0, c0), (h, w),
-                           grid.resolution)
+    label = None if scene.label is None else scene.label.read(store, grid.window(r0, c0, h, w))
     names = [b.info.common_name for b in scene.bands]
     stats = shard_counts(block, names, scene.scale, scene.offset, scene.nodata,
                          estimate_cloud=scene.sensor in (SENTINEL2, LANDSAT))
@@ -121,7 +117,7 @@ def ingest_scene(scene: SceneSource, collection: str, store: Store, client: Any,
                  progress: bool = True) -> dict[str, Any]:
     """Ingest one checked scene; returns a summary (status 'ingested' or 'exists')."""
     t0 = time.perf_counter()
-    grid = target_grid(scene, resolution)
+    grid = target_grid([b.meta for b in scene.bands], resolution)
     params = {"resolution": resolution, "shard": shard, "chunk": chunk}
     fp = fingerprint(scene, params)
     schema = _schema(scene, grid, shard, chunk, fp, collection)
@@ -212,7 +208,7 @@ def check_inputs(paths: Sequence[str], collection: str, *, sensor: str = "auto",
     ShardGrid(1, 1, shard, chunk)  # validates --shard / --chunk
     scenes = discover(paths, sensor, bands, labels, label_field, classes, acquired)
     for scene in scenes:
-        grid = target_grid(scene, resolution)
+        grid = target_grid([b.meta for b in scene.bands], resolution)
         try:  # the STAC footprint: lon/lat, cut at the antimeridian where it crosses
             footprint_wgs84(grid.crs_wkt, grid.transform, (grid.height, grid.width))
         except InputError as exc:

@@ -32,50 +32,29 @@ from chunkstore import (
     add_label,
     done_label_shards,
     find_item,
-    mask_attrs,
+    mask_item_id,
     mask_key,
     output_lock,
     read_item,
+    read_mask,
+    read_scene,
     run_shard_tasks,
-    scene_attrs,
     scene_key,
     validate_id,
     write_item,
     write_label_shard,
 )
 
-from ._label_rules import (
-    INDEX_BANDS,
-    INDEX_CLASSES,
-    QA_CLASSES,
-    QA_LAYOUT_NAMES,
-    QA_LAYOUTS,
-    SCL_CLASSES,
-    index_label,
-    parse_thresholds,
-    qa_label,
-    qa_layout_from_names,
-    scl_label,
-)
+from ._label_indices import index_source
+from ._label_mask import MaskLabel
+from ._label_qa import qa_source
+from ._label_rules import QA_LAYOUTS, parse_thresholds
+from ._label_scl import SclLabel
+from ._label_source import LabelSource
+from ._target import TargetGrid
 
 SOURCES_HELP = "qa, scl, indices or mask:MODEL_ID"
 LABEL_PROPS = ("satchunk:label_classes", "satchunk:label_source", "satchunk:label_thresholds")
-
-
-@dataclass(frozen=True)
-class LabelRecipe:
-    """What a worker needs to compute the label of one shard (no credentials)."""
-
-    kind: str  # qa | scl | indices | mask
-    array: str  # key of the Zarr array read
-    grid: ShardGrid
-    n_classes: int
-    qa_layout: str | None = None
-    bands: tuple[tuple[str, int], ...] = ()  # indices: common name -> position in `band`
-    scale: float = 1.0
-    offset: float = 0.0
-    fill: float | None = None
-    thresholds: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -85,33 +64,33 @@ class LabelPlan:
     collection: str
     item: str
     key: str  # the scene Zarr
-    name: str  # e.g. "indices", "qa:c2", "scl", "mask:<model-id>"
-    classes: tuple[str, ...]
-    recipe: LabelRecipe
+    label: LabelSource
+    grid: TargetGrid  # the scene's: where its shard windows lie
+    shards: ShardGrid
     source: Mapping[str, Any] = field(hash=False, compare=False)  # recorded on the label
     thresholds: Mapping[str, float] | None = field(default=None, hash=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        """What the label is made from: indices, qa:c2, scl, mask:<model-id>."""
+        return str(self.label.source["from"])
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.label.classes
 
 
 @dataclass(frozen=True)
 class LabelTask:
-    recipe: LabelRecipe
+    """What a worker needs to write the label of shard (sy, sx) (no credentials)."""
+
+    label: LabelSource
+    grid: TargetGrid
+    shards: ShardGrid
     store: Store  # pickles without credentials; they come as an explicit argument
     key: str
     sy: int
     sx: int
-
-
-def _zarr_meta(store: Store, key: str) -> dict[str, Any] | None:
-    k = f"{key}/zarr.json"
-    return json.loads(store.read_bytes(k)) if store.exists(k) else None
-
-
-def _band_names(store: Store, skey: str) -> list[str]:
-    import zarr
-
-    arr = zarr.open_array(store.zarr_store(f"{skey}/band", read_only=True), mode="r",
-                          zarr_format=3)
-    return [str(b) for b in arr[:]]
 
 
 def _parse_source(source: str) -> tuple[str, str | None]:
@@ -152,73 +131,38 @@ def check_label(store: Store, item: str, source: str, *, collection: str | None 
                          f"mask:{props.get('satchunk:model_id')})")
     col = scene["collection"]
     skey = scene_key(col, item)
-    attrs = scene_attrs(store, skey)
-    refl = _zarr_meta(store, f"{skey}/reflectance")
-    if attrs is None or refl is None:
-        raise InputError(f"item {item} has no scene Zarr at {store.url(skey)}: re-ingest it")
-    grid = ShardGrid(*refl["shape"][-2:], int(attrs.get("shard", 2048)),
-                     int(attrs.get("chunk", 256)))
-    sat = attrs.get("satchunk", {}) or {}
+    try:
+        info = read_scene(store, skey)
+    except NotFoundError:
+        raise InputError(f"item {item} has no scene Zarr at {store.url(skey)}: "
+                         "re-ingest it") from None
+    grid = info.grid
+    sat = info.attrs.get("satchunk", {}) or {}
     base = {"scene": sat.get("fingerprint")}
+    scene_grid = TargetGrid(info.crs_wkt, info.transform, *grid.shape)
 
-    def plan(name: str, classes: tuple[str, ...], recipe: LabelRecipe,
-             extra: Mapping[str, Any] | None = None) -> LabelPlan:
-        src = {"from": name, **base, **dict(extra or {})}
-        return LabelPlan(col, item, skey, name, classes, recipe, src, limits)
+    def plan(label: LabelSource) -> LabelPlan:
+        src = {"from": label.source["from"], **base, **label.source}
+        return LabelPlan(col, item, skey, label, scene_grid, grid, src, limits)
 
     if kind in ("qa", "scl"):
-        if _zarr_meta(store, f"{skey}/{kind}") is None:
+        if kind not in info.aux:
             what = ("a Landsat QA band (qa): ingest the Landsat scene with its BQA or "
                     "QA_PIXEL file" if kind == "qa" else
                     "a Sentinel-2 scene classification (scl): ingest the L2A granule with "
                     "its SCL file")
             raise InputError(f"scene {col}/{item} has no {what}, or use --from indices")
     if kind == "qa":
-        layout = qa_layout
-        if layout == "auto":
-            names = [str(n) for n in sat.get("sources", [])]
-            layout = qa_layout_from_names(names)
-            if layout is None:
-                qa_files = [n for n in names if "QA" in n.upper()] or names
-                raise InputError(
-                    f"scene {col}/{item}: cannot tell the QA bit layout from its source file "
-                    f"names ({', '.join(qa_files) or 'none recorded'}): pass --qa-layout c2 "
-                    "(Collection 2 QA_PIXEL), c1 (Collection 1 BQA) or pre (pre-collection "
-                    "BQA)")
-        return plan(f"qa:{layout}", QA_CLASSES,
-                    LabelRecipe("qa", f"{skey}/qa", grid, len(QA_CLASSES), qa_layout=layout),
-                    {"layout": layout, "layout_name": QA_LAYOUT_NAMES[layout]})
+        return plan(qa_source(f"{skey}/qa", qa_layout, sat.get("sources", []), f"{col}/{item}"))
     if kind == "scl":
-        return plan("scl", SCL_CLASSES,
-                    LabelRecipe("scl", f"{skey}/scl", grid, len(SCL_CLASSES)))
+        return plan(SclLabel(f"{skey}/scl"))
     if kind == "indices":
         assert limits is not None
-        names = _band_names(store, skey)
-        chosen: dict[str, str] = {}
-        for b in INDEX_BANDS:
-            alts = ("nir", "nir08") if b == "nir" else (b,)
-            hit = next((a for a in alts if a in names), None)
-            if hit is not None:
-                chosen[b] = hit
-        missing = [b for b in INDEX_BANDS if b not in chosen]
-        if missing:
-            raise InputError(
-                f"scene {col}/{item} lacks band(s) {', '.join(missing)} that --from indices "
-                f"needs (it has {', '.join(names)}): re-ingest it with blue, green, red, nir "
-                "(or nir08) and swir16")
-        enc = refl.get("attributes", {})
-        fill = refl.get("fill_value")
-        recipe = LabelRecipe(
-            "indices", f"{skey}/reflectance", grid, len(INDEX_CLASSES),
-            bands=tuple((b, names.index(chosen[b])) for b in INDEX_BANDS),
-            scale=float(enc.get("scale_factor", 1.0)), offset=float(enc.get("add_offset", 0.0)),
-            fill=None if fill is None else float(fill),
-            thresholds=tuple(sorted(limits.items())))
-        return plan("indices", INDEX_CLASSES, recipe,
-                    {"thresholds": dict(limits), "bands": chosen})
+        return plan(index_source(f"{skey}/reflectance", info.bands, info.scale, info.offset,
+                                 info.fill, limits, f"{col}/{item}"))
     # a finished prediction mask of this scene
     assert model_id is not None
-    mitem = f"{item}__{model_id}"
+    mitem = mask_item_id(item, model_id)
     try:
         read_item(store, col, mitem)
     except NotFoundError:
@@ -229,67 +173,34 @@ def check_label(store: Store, item: str, source: str, *, collection: str | None 
         raise NotFoundError(f"no finished mask of model {model_id!r} on {col}/{item}: "
                             f"{hint}") from None
     mkey = mask_key(col, item, model_id)
-    cmeta = _zarr_meta(store, f"{mkey}/class")
-    if cmeta is None:
+    try:
+        mask = read_mask(store, mkey)
+    except NotFoundError:
         raise NotFoundError(f"mask {store.url(mkey)} has no class array: predict {item} "
-                            f"with that model again")
-    classes = tuple(str(c) for c in cmeta.get("attributes", {}).get("classes", []))
+                            f"with that model again") from None
+    classes = mask.classes
     if not 0 < len(classes) < LABEL_NODATA:
         raise InputError(f"mask {store.url(mkey)} names no classes (or too many) in its class "
                          "attributes: predict it again")
-    if list(cmeta["shape"]) != list(grid.shape):
-        raise InputError(f"mask {store.url(mkey)} is {cmeta['shape']} px but scene {item} is "
+    if list(mask.shape) != list(grid.shape):
+        raise InputError(f"mask {store.url(mkey)} is {list(mask.shape)} px but scene {item} is "
                          f"{list(grid.shape)}: the scene was re-ingested since; predict again")
-    mfp = (mask_attrs(store, mkey) or {}).get("satchunk", {}).get("fingerprint")
-    return plan(f"mask:{model_id}", classes,
-                LabelRecipe("mask", f"{mkey}/class", grid, len(classes)),
-                {"model_id": model_id, "mask": mkey,
-                 "mask_fingerprint": hashlib.md5(json.dumps(mfp, sort_keys=True).encode(),
-                                                 usedforsecurity=False).hexdigest()})
-
-
-def label_block(store: Store, recipe: LabelRecipe, sy: int, sx: int) -> np.ndarray:
-    """The uint8 label block of shard (sy, sx): read its source window, apply the rule."""
-    import zarr
-
-    r0, c0, h, w = recipe.grid.window(sy, sx)
-    arr = zarr.open_array(store.zarr_store(recipe.array, read_only=True), mode="r",
-                          zarr_format=3)
-    if recipe.kind == "indices":
-        block = arr[:, r0:r0 + h, c0:c0 + w]  # whole shard: a band subset reads chunk by chunk
-        dn = {name: block[i] for name, i in recipe.bands}
-        valid = np.ones((h, w), dtype=bool)
-        refl = {}
-        for name, v in dn.items():
-            if v.dtype.kind == "f":
-                valid &= ~np.isnan(v)
-            if recipe.fill is not None and not np.isnan(recipe.fill):
-                valid &= v != recipe.fill
-            refl[name] = v.astype(np.float32) * np.float32(recipe.scale) + np.float32(
-                recipe.offset)
-        del block
-        return index_label(refl, valid, dict(recipe.thresholds))
-    data = arr[r0:r0 + h, c0:c0 + w]
-    if recipe.kind == "qa":
-        return qa_label(data, recipe.qa_layout or "")
-    if recipe.kind == "scl":
-        return scl_label(data)
-    out = np.asarray(data, dtype=np.uint8).copy()  # mask classes; 255 stays nodata
-    out[np.asarray(data) >= recipe.n_classes] = LABEL_NODATA
-    return out
+    mfp = mask.attrs.get("satchunk", {}).get("fingerprint")
+    return plan(MaskLabel(f"{mkey}/class", classes, model_id, mkey,
+                          hashlib.md5(json.dumps(mfp, sort_keys=True).encode(),
+                                      usedforsecurity=False).hexdigest()))
 
 
 def run_label_shard(task: LabelTask, credentials: Credentials) -> tuple[int, int]:
     """Compute and write the label shard (sy, sx) and its histogram slot."""
     store = task.store.with_credentials(credentials)
-    label = label_block(store, task.recipe, task.sy, task.sx)
+    label = task.label.read(store, task.grid.window(*task.shards.window(task.sy, task.sx)))
     write_label_shard(store, task.key, task.sy, task.sx, label)
     return task.sy, task.sx
 
 
 def _label_source(store: Store, key: str) -> Any:
-    meta = _zarr_meta(store, f"{key}/label")
-    return None if meta is None else meta.get("attributes", {}).get("source")
+    return read_scene(store, key).label_source
 
 
 def _class_pixels(store: Store, key: str, classes: tuple[str, ...]) -> dict[str, int]:
@@ -333,7 +244,7 @@ def label_scene(store: Store, client: Any, item: str, source: str, *,
     t0 = time.perf_counter()
     plan = check_label(store, item, source, collection=collection, thresholds=thresholds,
                        qa_layout=qa_layout)
-    col, key, grid = plan.collection, plan.key, plan.recipe.grid
+    col, key, grid = plan.collection, plan.key, plan.shards
     source_doc = json.loads(json.dumps(dict(plan.source)))
     props: dict[str, Any] = {"satchunk:label_classes": list(plan.classes),
                              "satchunk:label_source": plan.name}
@@ -370,7 +281,8 @@ def label_scene(store: Store, client: Any, item: str, source: str, *,
             add_label(store, key, plan.classes, source_doc)
             done = set()
         tag = uuid.uuid4().hex[:8]  # fresh keys: a failed run's tasks never shadow a re-run's
-        tasks = [LabelTask(plan.recipe, store.without_credentials(), key, sy, sx)
+        tasks = [LabelTask(plan.label, plan.grid, grid, store.without_credentials(), key, sy,
+                           sx)
                  for sy, sx in grid.shards() if (sy, sx) not in done]
         run_shard_tasks(client, run_label_shard, tasks, store.credentials,
                         [f"label-{col}-{item}-{tag}-{t.sy}-{t.sx}" for t in tasks],

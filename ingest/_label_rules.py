@@ -1,5 +1,6 @@
-"""Label sources as pure rules: Landsat QA bits, Sentinel-2 SCL classes and
-spectral-index weak labels. Pure numpy: no I/O.
+"""The rules of the label sources: Landsat QA bits, Sentinel-2 SCL classes and
+spectral-index weak labels (their readers: ``_label_qa``, ``_label_scl``,
+``_label_indices``). Pure numpy: no I/O.
 
 Every rule turns one shard's source block into a ``uint8`` class block with ids
 ``0 .. K-1`` and 255 for nodata.
@@ -46,8 +47,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from chunkstore.errors import InputError
-
-from ._indices import index_bands, spectral_index
+from models import index_bands, spectral_index
 
 NODATA = 255
 

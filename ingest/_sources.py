@@ -18,6 +18,10 @@ from pathlib import Path
 from chunkstore import InputError, validate_id
 from chunkstore.errors import InvalidIdError
 
+from ._label_polygons import PolygonLabel, polygon_label
+from ._label_raster import RasterLabel, raster_label
+from ._label_source import LabelSource
+from ._rasters import check_raster, fail
 from ._sensors import (
     GENERIC,
     LANDSAT,
@@ -33,6 +37,7 @@ from ._sensors import (
     recognise,
     scale_offset,
 )
+from ._target import RasterMeta
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".vrt", ".img"}
 VECTOR_SUFFIXES = {".geojson", ".json", ".gpkg", ".shp", ".fgb", ".parquet"}
@@ -41,37 +46,11 @@ MASK_DIRS = ("masks", "mask", "labels", "label", "gt", "annotations")
 
 
 @dataclass(frozen=True)
-class RasterMeta:
-    """What one raster file holds (read once while checking it)."""
-
-    crs_wkt: str
-    transform: tuple[float, float, float, float, float, float]
-    height: int
-    width: int
-    count: int
-    dtype: str
-    nodata: float | None
-
-    @property
-    def resolution(self) -> float:
-        return abs(self.transform[0])
-
-
-@dataclass(frozen=True)
 class BandSource:
     path: str
     index: int  # 1-based band index in the file
     info: BandInfo
     meta: RasterMeta
-
-
-@dataclass(frozen=True)
-class LabelSource:
-    path: str
-    kind: str  # 'raster' or 'vector'
-    classes: tuple[str, ...]
-    field: str | None = None
-    values: tuple[tuple[object, int], ...] = ()  # vector field value -> class index
 
 
 @dataclass(frozen=True)
@@ -88,10 +67,6 @@ class SceneSource:
     label: LabelSource | None = None
     level2: bool = False
     files: tuple[str, ...] = field(default=(), compare=False)
-
-
-def _fail(path: str | Path, problem: str, fix: str) -> InputError:
-    return InputError(f"{path}: {problem}: {fix}")
 
 
 def scene_pixel_type(metas: Sequence[RasterMeta], nodata: float | None,
@@ -113,45 +88,11 @@ def scene_pixel_type(metas: Sequence[RasterMeta], nodata: float | None,
 
 
 def _legacy_landsat(path: Path, mission: str) -> InputError:
-    return _fail(
+    return fail(
         path, f"{mission} product; Landsat 4-7 band numbering is not supported by the "
         "landsat reader (B1 is blue and B4 is NIR there, not coastal and red as on Landsat "
         "8/9)", "ingest it anyway with --sensor generic --bands blue,green,red,... naming "
         "each file's band in file-name order (one multi-band file: its bands in order)")
-
-
-def _gdal_message(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-
-
-def check_raster(path: str) -> RasterMeta:
-    """Open ``path``, decode its first and last pixels, and return its metadata."""
-    import rasterio
-    from rasterio.windows import Window
-
-    p = Path(path)
-    if not p.exists():
-        raise _fail(path, "no such file", "check the path")
-    if p.is_file() and p.stat().st_size == 0:
-        raise _fail(path, "file is empty (0 bytes)", "download or export it again")
-    try:
-        with rasterio.open(path) as ds:
-            if ds.crs is None:
-                raise _fail(path, "raster has no CRS",
-                            "assign one, e.g. gdal_edit.py -a_srs EPSG:32633 FILE")
-            if ds.transform.b or ds.transform.d:
-                raise _fail(path, "raster is rotated", "warp it north-up with gdalwarp first")
-            for bidx in range(1, ds.count + 1):
-                for col, row in ((0, 0), (ds.width - 1, ds.height - 1)):
-                    ds.read(bidx, window=Window(col, row, 1, 1))
-            t = ds.transform
-            return RasterMeta(ds.crs.to_wkt(), (t.a, t.b, t.c, t.d, t.e, t.f), ds.height,
-                              ds.width, ds.count, ds.dtypes[0], ds.nodata)
-    except InputError:
-        raise
-    except Exception as exc:  # rasterio raises several types for broken files
-        raise _fail(path, f"cannot be decoded ({_gdal_message(exc)})",
-                    "the file is truncated or corrupt: download or export it again") from None
 
 
 def _raster_files(folder: Path) -> list[Path]:
@@ -296,7 +237,7 @@ def _band_set(files: list[Path], sensor: str, bands: list[str] | None, item: str
                                        check_raster(str(p)))) for k, p in sorted(aux.items()))
     for s in sources:
         if s.meta.count != 1:
-            raise _fail(s.path, f"has {s.meta.count} bands, expected one",
+            raise fail(s.path, f"has {s.meta.count} bands, expected one",
                         "give single-band files for a per-band set")
     _check_crs(list(sources) + [a for _, a in aux_sources], item)
     _check_extents(list(sources) + [a for _, a in aux_sources], item)
@@ -317,7 +258,7 @@ def _generic_scene(files: list[Path], sensor: str, bands: list[str] | None, item
     else:
         for f, m in zip(files, metas, strict=True):
             if m.count != 1:
-                raise _fail(f, f"has {m.count} bands", "a per-band set needs single-band files")
+                raise fail(f, f"has {m.count} bands", "a per-band set needs single-band files")
         pairs = [(str(f), 1, m) for f, m in zip(files, metas, strict=True)]
     if bands is not None and len(bands) != len(pairs):
         where = files[0] if len(files) == 1 else f"{len(files)} files of {item}"
@@ -398,8 +339,6 @@ def discover(paths: Sequence[str], sensor: str = "auto", bands: Sequence[str] | 
              classes: Sequence[str] | None = None, acquired: str | None = None,
              ) -> list[SceneSource]:
     """Every scene named by ``paths``, checked; raises InputError on the first problem."""
-    from ._labels import label_for, vector_label
-
     if not paths:
         raise InputError("no input given: pass one or more files or folders")
     want = _requested(bands)
@@ -409,7 +348,7 @@ def discover(paths: Sequence[str], sensor: str = "auto", bands: Sequence[str] | 
     for raw in paths:
         p = Path(raw).expanduser()
         if not p.exists():
-            raise _fail(raw, "no such file or directory", "check the path")
+            raise fail(raw, "no such file or directory", "check the path")
         if p.is_dir():
             pair = _dataset_dirs(p)
             if pair:
@@ -417,7 +356,7 @@ def discover(paths: Sequence[str], sensor: str = "auto", bands: Sequence[str] | 
                 continue
             files = _raster_files(p)
             if not files:
-                raise _fail(raw, "folder holds no raster files (.tif, .jp2, .vrt)",
+                raise fail(raw, "folder holds no raster files (.tif, .jp2, .vrt)",
                             "point at the folder of band files or at a file")
             scenes += _scenes_from_unit(files, sensor, want, when, p)
         else:
@@ -434,36 +373,32 @@ def discover(paths: Sequence[str], sensor: str = "auto", bands: Sequence[str] | 
         if lp.is_dir():
             scenes = [_paired(s, lp, classes) for s in scenes]
         elif lp.suffix.lower() in VECTOR_SUFFIXES:
-            vec = vector_label(str(lp), label_field)
+            vec = polygon_label(str(lp), label_field)
             scenes = [_with_label(s, vec) for s in scenes]
         else:
-            scenes = [_with_label(s, label_for(str(lp), classes)) for s in scenes]
+            scenes = [_with_label(s, raster_label(str(lp), classes)) for s in scenes]
     elif label_field:
         raise InputError("--label-field is only used with --labels: add --labels PATH")
     return scenes
 
 
-def _with_label(scene: SceneSource, label: LabelSource) -> SceneSource:
+def _with_label(scene: SceneSource, label: RasterLabel | PolygonLabel) -> SceneSource:
     from dataclasses import replace
 
     return replace(scene, label=label, files=scene.files + (label.path,))
 
 
 def _paired(scene: SceneSource, folder: Path, classes: Sequence[str] | None) -> SceneSource:
-    from ._labels import label_for
-
     stems = {scene.item_id} | {Path(f).stem for f in scene.files}
     for f in _raster_files(folder):
         if f.stem in stems:
-            return _with_label(scene, label_for(str(f), classes))
+            return _with_label(scene, raster_label(str(f), classes))
     raise InputError(f"{folder}: no mask named like {scene.item_id}.tif for scene "
                      f"{scene.item_id}: masks are paired with scenes by file stem")
 
 
 def _dataset(images: Path, masks: Path, sensor: str, bands: list[str] | None,
              when: datetime | None, classes: Sequence[str] | None) -> list[SceneSource]:
-    from ._labels import label_for
-
     mask_by_stem = {f.stem: f for f in _raster_files(masks)}
     out = []
     for img in _raster_files(images):
@@ -472,7 +407,7 @@ def _dataset(images: Path, masks: Path, sensor: str, bands: list[str] | None,
             raise InputError(f"{img}: no mask {masks / (img.stem + '.tif')} with the same stem: "
                              "add it or move the scene out of the dataset")
         (scene,) = _scenes_from_unit([img], sensor, bands, when, None)
-        out.append(_with_label(scene, label_for(str(m), classes)))
+        out.append(_with_label(scene, raster_label(str(m), classes)))
     if not out:
         raise InputError(f"{images}: no scenes in the dataset's image folder")
     return out
@@ -488,6 +423,24 @@ def fingerprint(scene: SceneSource, params: dict[str, object]) -> str:
         st = os.stat(f)
         h.update(f"{os.path.abspath(f)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     h.update(json.dumps(params, sort_keys=True, default=str).encode())
-    h.update(repr((scene.bands, scene.label, scene.scale, scene.offset, scene.dtype,
-                   scene.nodata)).encode())
+    h.update(repr((scene.bands, _LabelKey(scene.label), scene.scale, scene.offset,
+                   scene.dtype, scene.nodata)).encode())
     return h.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class _LabelKey:
+    """A label as the fingerprint has always spelled it (the one record of both kinds
+    that labels were before each had its module), so scenes ingested earlier with the
+    same label are not ingested again."""
+
+    label: LabelSource | None
+
+    def __repr__(self) -> str:
+        lab = self.label
+        if lab is None:
+            return "None"
+        vector = isinstance(lab, PolygonLabel)
+        return (f"LabelSource(path={lab.path!r}, kind={'vector' if vector else 'raster'!r}, "
+                f"classes={lab.classes!r}, field={lab.field if vector else None!r}, "
+                f"values={lab.values if vector else ()!r})")

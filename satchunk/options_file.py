@@ -18,6 +18,28 @@ from chunkstore import InputError
 # option name -> its type: int, float, str, or list (of str; a comma-separated string too)
 OptionTypes = Mapping[str, type]
 
+# train's options a --config file may set, with their types
+TRAIN_OPTIONS: OptionTypes = {
+    "collection": list, "model": str, "out": str, "epochs": int, "steps": int, "batch": int,
+    "lr": float, "patch": int, "sampler": str, "exponent": float, "loss": str,
+    "class_weights": str, "seed": int, "patience": int, "workers": int, "bands": list,
+    "indices": list, "name": str, "version": str, "device": str, "val_patches": int,
+}
+
+
+def with_options_file(ctx: Any, path: str | None, types: OptionTypes) -> dict[str, Any]:
+    """A command's option values (click context ``ctx``), with those of the file at
+    ``path`` in place of every option not given on the command line or by environment."""
+    values = dict(ctx.params)
+    if not path:
+        return values
+    for name, value in read_options(path, types).items():
+        source = getattr(ctx.get_parameter_source(name), "name", "DEFAULT")
+        if source in ("COMMANDLINE", "ENVIRONMENT"):
+            continue
+        values[name] = value
+    return values
+
 
 def read_options(path: str, types: OptionTypes) -> dict[str, Any]:
     """The options in ``path``, keyed by option name (underscores), values typed."""

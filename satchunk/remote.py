@@ -54,7 +54,7 @@ def run_remote(scheduler: str, st: Store, record: dict[str, Any], fn: Callable[.
     """:func:`on_worker` on the cluster at ``scheduler``; the job record gets its Dask
     dashboard link first."""
     from .cluster import dask_client
-    from .jobs import update_run
+    from .records import update_run
 
     with dask_client(scheduler, quiet=quiet) as client:
         record["dask_dashboard"] = client.dashboard_link

@@ -239,7 +239,7 @@ def test_runs_page_and_training_curves(browser, dashboard, store, tmp_path):
 
 
 def test_a_running_job_links_its_dask_dashboard(browser, dashboard, store, client, tmp_path):
-    from satchunk.jobs import run_job
+    from satchunk.records import run_job
 
     seen = {}
 

@@ -395,9 +395,9 @@ def test_a_re_run_under_the_same_keys_runs_again_while_the_failed_run_is_still_h
         return run_shard_tasks(client, _fails_while_marked, [str(marker)], None, ["shard-x"],
                                ["shard x"], total=1, done=0, desc="t", progress=False)
 
-    with pytest.raises(JobError, match="^shard x failed: OSError: store down$") as first:
+    with pytest.raises(JobError, match="^shard x failed: OSError: store down$") as _first:
         run()
-    marker.unlink()  # ``first`` keeps the error, and with it the failed future, alive
+    marker.unlink()  # ``_first`` keeps the error, and with it the failed future, alive
     assert run() == ["ok"]
 
 

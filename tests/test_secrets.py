@@ -13,8 +13,9 @@ import sys
 
 import pytest
 
-from chunkstore import RedactingFilter, open_store, redact
+from chunkstore import Credentials, open_store
 from satchunk.logs import configure_logging, log_level
+from satchunk.redact import RedactingFilter, redact, redact_record, secrets_of
 
 L8_ITEM = "small_full_data_cloudy"
 
@@ -75,6 +76,16 @@ def test_redaction_of_signed_headers_and_presigned_urls():
            "AKIAEXAMPLE123%2F20261201&X-Amz-Signature=deadbeef&AWSAccessKeyId=AKIAOLD")
     assert not any(s in redact(url) for s in ("AKIAEXAMPLE123", "deadbeef", "AKIAOLD"))
     assert redact("secret is hunter2-long", ["hunter2-long"]) == "secret is ***"
+
+
+def test_a_job_record_is_blanked_by_the_same_redact():
+    record = {"run_id": "r-1", "seconds": 1.5, "config": {"uri": "s3://b/p?k=hunter2-long",
+                                                          "args": ("x", "hunter2-long")},
+              "error": "403 Credential=AKIAEXAMPLE123/2026", "ok": None}
+    assert redact_record(record, secrets_of(Credentials("AKIAKEYID", "hunter2-long"))) == {
+        "run_id": "r-1", "seconds": 1.5, "config": {"uri": "s3://b/p?k=***",
+                                                    "args": ["x", "***"]},
+        "error": "403 Credential=***/2026", "ok": None}
 
 
 def test_every_root_handler_is_filtered_and_the_level_is_checked(monkeypatch):

@@ -97,7 +97,8 @@ def test_missing_bucket_and_unreachable_endpoint(s3_env):
 def test_a_damaged_prediction_piece_is_an_error_naming_its_key(s3_store, damage):
     import numpy as np
 
-    from chunkstore import CorruptObjectError, mask_key, part_key, read_part, write_part
+    from chunkstore import CorruptObjectError, mask_key
+    from inference._parts import part_key, read_part, write_part
 
     key = part_key(mask_key("c", "i", "m-1"), (0, 1), "x", (1, 1))
     assert key == "scratch/masks/c/i/m-1.zarr/0.1.x/1.1"
@@ -113,3 +114,52 @@ def test_a_damaged_prediction_piece_is_an_error_naming_its_key(s3_store, damage)
     with pytest.raises(CorruptObjectError, match="damaged") as err:
         read_part(s3_store, key, (10, 15, 20, 27), 3)
     assert s3_store.url(key) in str(err.value)
+
+
+def test_read_scene_and_read_mask_give_what_was_written(tmp_path):
+    """The one scene reader and the one mask reader return the schema they were made
+    from; a missing one is a NotFoundError naming its URL."""
+    from chunkstore import (
+        MaskSchema,
+        SceneSchema,
+        ShardGrid,
+        add_label,
+        create_mask,
+        create_scene,
+        mask_item_id,
+        read_mask,
+        read_scene,
+    )
+
+    st = open_store(str(tmp_path / "store"))
+    grid = ShardGrid(300, 200, 128, 64)
+    schema = SceneSchema(bands=("red", "nir"), dtype="uint16", scale=1e-4, offset=-0.1,
+                         nodata=0, crs_wkt="EPSG:32618",
+                         transform=(10.0, 0.0, 5e5, 0.0, -10.0, 4e6), grid=grid,
+                         aux=(("qa", "uint16"),), attrs={"fingerprint": {"a": 1}})
+    create_scene(st, "zarr/c/s.zarr", schema)
+    info = read_scene(st, "zarr/c/s.zarr")
+    assert (info.key, info.shape, info.grid, info.bands) == (
+        "zarr/c/s.zarr", (2, 300, 200), grid, ("red", "nir"))
+    assert (info.dtype, info.scale, info.offset, info.fill) == ("uint16", 1e-4, -0.1, 0.0)
+    assert (info.crs_wkt, info.transform) == (schema.crs_wkt, schema.transform)
+    assert info.aux == ("qa",) and info.label_classes is None and info.label_source is None
+    assert info.attrs["satchunk"] == {"fingerprint": {"a": 1}}
+    add_label(st, "zarr/c/s.zarr", ("a", "b c"), {"from": "test"})
+    info = read_scene(st, "zarr/c/s.zarr")
+    assert (info.label_classes, info.label_source) == (("a", "b c"), {"from": "test"})
+    with pytest.raises(NotFoundError, match=r"^no scene Zarr at .*zarr/c/none\.zarr$"):
+        read_scene(st, "zarr/c/none.zarr")
+
+    mschema = MaskSchema(grid=grid, crs_wkt=schema.crs_wkt, transform=schema.transform,
+                         classes=("clear", "cloud"), colors=("#000000", "#ffffff"),
+                         products=("class", "entropy"), attrs={"model_id": "m-1"})
+    create_mask(st, "masks/c/s/m-1.zarr", mschema)
+    m = read_mask(st, "masks/c/s/m-1.zarr")
+    assert (m.shape, m.grid, m.classes, m.colors, m.products) == (
+        (300, 200), grid, ("clear", "cloud"), ("#000000", "#ffffff"), ("class", "entropy"))
+    assert (m.crs_wkt, m.transform, m.attrs["satchunk"]) == (
+        schema.crs_wkt, schema.transform, {"model_id": "m-1"})
+    with pytest.raises(NotFoundError, match="no mask Zarr at"):
+        read_mask(st, "masks/c/s/none.zarr")
+    assert mask_item_id("s", "m-1") == "s__m-1"

@@ -20,7 +20,7 @@ from chunkstore import (
     Store,
     list_collections,
     list_items,
-    read_georef,
+    read_scene,
     scene_key,
 )
 from models import Radiometry
@@ -43,8 +43,6 @@ class SceneRef:
 def labelled_scenes(store: Store, collections: Sequence[str]) -> list[SceneRef]:
     """Every labelled scene of ``collections``; refuses a collection without one and
     scenes that disagree on the class list."""
-    import zarr
-
     known = set(list_collections(store))
     out: list[SceneRef] = []
     for c in collections:
@@ -58,25 +56,14 @@ def labelled_scenes(store: Store, collections: Sequence[str]) -> list[SceneRef]:
             raise InputError(f"collection {c!r} has no labelled scene: ingest with --labels or "
                              f"run `satchunk label ITEM --from ...` on its {len(items)} scene(s)")
         for it in labelled:
-            key = scene_key(c, it["id"])
-            meta = json.loads(store.read_bytes(f"{key}/reflectance/zarr.json"))
-            group = zarr.open_group(store.zarr_store(key, read_only=True), mode="r",
-                                    zarr_format=3)
-            attrs = dict(group.attrs)
-            a = meta.get("attributes", {})
-            fill = meta.get("fill_value")
-            crs_wkt, transform = read_georef(store, key)
-            shard = int(attrs.get("shard", 2048))
-            grid_id = hashlib.sha1(json.dumps([crs_wkt, list(transform), shard]).encode()
-                                   ).hexdigest()[:12]
+            info = read_scene(store, scene_key(c, it["id"]))
+            shard = info.grid.shard
+            grid_id = hashlib.sha1(json.dumps([info.crs_wkt, list(info.transform), shard]
+                                              ).encode()).hexdigest()[:12]
             out.append(SceneRef(
-                collection=c, item=it["id"], key=key,
-                bands=tuple(str(b) for b in group["band"][:]),
-                shape=tuple(meta["shape"][1:]), shard=shard,
-                chunk=int(attrs.get("chunk", 256)),
-                radiometry=Radiometry(float(a.get("scale_factor", 1.0)),
-                                      float(a.get("add_offset", 0.0)),
-                                      None if fill is None else float(fill)),
+                collection=c, item=it["id"], key=info.key, bands=info.bands,
+                shape=info.shape[1:], shard=shard, chunk=info.grid.chunk,
+                radiometry=Radiometry(info.scale, info.offset, info.fill),
                 classes=tuple(it["properties"]["satchunk:label_classes"]), grid_id=grid_id))
     first = out[0]
     for s in out[1:]:

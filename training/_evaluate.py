@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from chunkstore import InputError, Store
-from models import ModelError
 
 from ._metrics import confusion
 from ._split import SPLITS
@@ -83,10 +82,7 @@ def evaluate_checkpoint(store: Store, model: Store, collections: Sequence[str] |
     from ._plan import make_plan
 
     read = reader(model)
-    try:
-        adapter = load_checkpoint(read, model.uri)
-    except ModelError as exc:
-        raise InputError(str(exc)) from None
+    adapter = load_checkpoint(read, model.uri)
     if split not in SPLITS:
         raise InputError(f"--split {split!r}: use {', '.join(SPLITS)}")
     shards = saved_split(model)
@@ -107,11 +103,8 @@ def evaluate_checkpoint(store: Store, model: Store, collections: Sequence[str] |
     keep = set(names)
     plan = make_plan(store, scenes, 0,
                      split={k: [s for s in v if s[0] in keep] for k, v in shards.items()})
-    try:
-        ds = PatchDataset(store, store.credentials, plan.scenes, adapter.spec,
-                          plan.patches(split), max(s.chunk for s in plan.scenes))
-    except ModelError as exc:  # a scene lacks a band the model needs
-        raise InputError(str(exc)) from None
+    ds = PatchDataset(store, store.credentials, plan.scenes, adapter.spec,
+                      plan.patches(split), max(s.chunk for s in plan.scenes))
     cm = split_confusion(adapter, ds, batch, workers, progress, f"evaluate {split}")
     result = {"model": model.uri, "model_id": adapter.spec.model_id, "split": split,
               "collections": names, "shards": len(plan.split[split]), **scores(

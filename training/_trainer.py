@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from chunkstore import InputError, Store
-from models import ModelError, ModelSpec, match_bands, new_model
+from models import ModelSpec, match_bands, new_model
 
 from ._checkpoints import has_checkpoint, load_last, save_best, save_last, saved_split
 from ._data import SceneRef, labelled_scenes
@@ -142,14 +142,10 @@ def prepare(store: Store, cfg: TrainConfig, split: dict[str, list[ShardId]] | No
         raise InputError(f"--patch {patch} is larger than the scenes' inner chunk ({chunk}): "
                          f"use --patch {chunk} or less, or re-ingest with --chunk {patch}")
     bands = tuple(cfg.bands or _common_bands(scenes))
-    try:
-        spec = new_model(cfg.model, bands=bands, classes=plan.classes,
-                         indices=tuple(cfg.indices), name=cfg.model_name(),
-                         version=cfg.version, seed=cfg.seed).spec
-        for s in scenes:
-            match_bands(spec, s.bands, s.item)
-    except ModelError as exc:
-        raise InputError(str(exc)) from None
+    spec = new_model(cfg.model, bands=bands, classes=plan.classes, indices=tuple(cfg.indices),
+                     name=cfg.model_name(), version=cfg.version, seed=cfg.seed).spec
+    for s in scenes:
+        match_bands(spec, s.bands, s.item)
     train_px = plan.candidates["train"].class_pixels
     missing = [c for c, n in zip(plan.classes, train_px, strict=True) if n == 0]
     if missing:

@@ -4,6 +4,7 @@ botocore at DEBUG prints signed request headers (``Credential=KEYID/...``,
 ``Signature=...``) and presigned query strings; a log line may also quote an
 environment. :class:`RedactingFilter` rewrites every record that passes a handler
 so none of that, nor the value of any AWS credential variable, reaches the output.
+:func:`redact_record` does the same to a job record before it is written.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import logging
 import os
 import re
 from collections.abc import Iterable
+from typing import Any
 
-from ._store import Credentials
+from chunkstore import Credentials
 
 _BLANK = "***"
 # header and query forms of SigV4/SigV2 parts, whatever the quoting around them
@@ -35,6 +37,19 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for pattern in _PATTERNS:
         text = pattern.sub(lambda m: m.group(1) + _BLANK, text)
     return text
+
+
+def redact_record(value: Any, secrets: Iterable[str] = ()) -> Any:
+    """``value`` (a job record: dicts, lists and scalars) with :func:`redact` applied to
+    every string in it; tuples become lists, as in JSON."""
+    secrets = list(secrets)
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {k: redact_record(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_record(v, secrets) for v in value]
+    return value
 
 
 def secrets_of(credentials: Credentials | None = None) -> list[str]:

@@ -12,6 +12,8 @@ from typing import Any
 
 from chunkstore import InputError, SatchunkError, Store, new_run_id, run_key, write_run
 
+from .redact import redact_record, secrets_of
+
 
 def run_job(st: Store, kind: str, config: dict[str, Any],
             work: Callable[[dict[str, Any]], Any], *, client: Any = None,
@@ -44,10 +46,12 @@ def run_job(st: Store, kind: str, config: dict[str, Any],
 
 
 def update_run(st: Store, record: dict[str, Any]) -> None:
-    """Write the record as it stands (with ``updated`` and ``seconds`` so far)."""
+    """Write the record as it stands (with ``updated`` and ``seconds`` so far), with the
+    store's credentials (and any signature) blanked in it."""
     record["updated"] = _now()
     record["seconds"] = round(time.perf_counter() - record["_t0"], 3)
-    write_run(st, {k: v for k, v in record.items() if not k.startswith("_")})
+    public = {k: v for k, v in record.items() if not k.startswith("_")}
+    write_run(st, redact_record(public, secrets_of(st.credentials)))
 
 
 def _finish(st: Store, record: dict[str, Any], exc: BaseException | None = None) -> None:

@@ -15,8 +15,7 @@ import zlib
 
 import numpy as np
 
-from ._store import Store
-from .errors import CorruptObjectError
+from chunkstore import CorruptObjectError, Store
 
 _MAGIC = b"SCP1"
 _HEAD = struct.Struct("<4s5q")  # magic, classes, y0, y1, x0, x1
