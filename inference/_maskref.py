@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from chunkstore import (
     InputError,
+    MaskInfo,
     NotFoundError,
-    ShardGrid,
     Store,
     find_item,
     mask_item_id,
@@ -18,18 +18,13 @@ from chunkstore import (
 )
 
 
-@dataclass(frozen=True)
-class MaskRef:
+@dataclass(frozen=True, kw_only=True)
+class MaskRef(MaskInfo):
+    """A committed mask: what :func:`chunkstore.read_mask` reads, and whose it is."""
+
     collection: str
     item: str
     model_id: str
-    key: str
-    grid: ShardGrid
-    crs_wkt: str
-    transform: tuple[float, ...]  # affine a..f
-    classes: tuple[str, ...]
-    colors: tuple[str, ...]
-    products: tuple[str, ...]
 
 
 def find_mask(store: Store, item: str, model_id: str, collection: str | None = None) -> MaskRef:
@@ -50,9 +45,9 @@ def find_mask(store: Store, item: str, model_id: str, collection: str | None = N
                 else f"run `satchunk predict {item} --model ...` first")
         raise NotFoundError(f"no finished mask of model {model_id!r} on {col}/{item}: "
                             f"{hint}") from None
-    m = read_mask(store, mask_key(col, item, model_id))
-    return MaskRef(col, item, model_id, m.key, m.grid, m.crs_wkt, m.transform, m.classes,
-                   m.colors, m.products)
+    info = read_mask(store, mask_key(col, item, model_id))
+    return MaskRef(**{f.name: getattr(info, f.name) for f in fields(info)}, collection=col,
+                   item=item, model_id=model_id)
 
 
 def open_mask_array(store: Store, ref: MaskRef, product: str) -> Any:

@@ -238,7 +238,7 @@ def _band_set(files: list[Path], sensor: str, bands: list[str] | None, item: str
     for s in sources:
         if s.meta.count != 1:
             raise fail(s.path, f"has {s.meta.count} bands, expected one",
-                        "give single-band files for a per-band set")
+                       "give single-band files for a per-band set")
     _check_crs(list(sources) + [a for _, a in aux_sources], item)
     _check_extents(list(sources) + [a for _, a in aux_sources], item)
     scale, offset = scale_offset(sensor, level2, when)
@@ -357,7 +357,7 @@ def discover(paths: Sequence[str], sensor: str = "auto", bands: Sequence[str] | 
             files = _raster_files(p)
             if not files:
                 raise fail(raw, "folder holds no raster files (.tif, .jp2, .vrt)",
-                            "point at the folder of band files or at a file")
+                           "point at the folder of band files or at a file")
             scenes += _scenes_from_unit(files, sensor, want, when, p)
         else:
             loose.append(p)
