@@ -31,7 +31,8 @@ class FirstTasks:
 def run_shard_tasks(client: Any, fn: Callable[..., Any], tasks: Sequence[Any],
                     credentials: Credentials, keys: Sequence[str], labels: Sequence[str], *,
                     total: int, done: int, desc: str, progress: bool,
-                    first: FirstTasks | None = None) -> list[Any]:
+                    first: FirstTasks | None = None,
+                    resources: dict[str, float] | None = None) -> list[Any]:
     """``fn(task, credentials)`` for every task on the cluster; their results in order.
 
     With ``first``, its tasks run too, and each shard task starts once the first
@@ -43,6 +44,11 @@ def run_shard_tasks(client: Any, fn: Callable[..., Any], tasks: Sequence[Any],
     Dask, up to ``distributed.scheduler.allowed-failures`` times. The first task that
     fails for good cancels the others and raises a :class:`JobError` naming its shard
     (``labels[i]``); an :class:`InputError` (the input's fault) stays one.
+
+    With ``resources`` (say ``{"GPU": 0.5}``), every task, first tasks too, runs only on
+    a worker that advertises them (``dask worker --resources GPU=1``), as many at once
+    on a worker as its threads and resources allow; the tasks wait while no such worker
+    is there.
 
     Each call adds a token of its own to the keys: Dask answers a submit whose key it
     still holds with the held result, so a re-run under the same keys (while the caller
@@ -60,10 +66,11 @@ def run_shard_tasks(client: Any, fn: Callable[..., Any], tasks: Sequence[Any],
     finished = as_completed()
 
     def submit() -> None:
-        slots = max(1, sum(client.nthreads().values()))
+        slots = max(1, _slots(client, resources))
         while len(running) < slots and (j := plan.pop_ready(slots - len(running))) is not None:
             fut = client.submit(plan.fns[j], plan.tasks[j], credentials=credentials,
-                                retries=1, key=f"{plan.keys[j]}-{token}")
+                                retries=1, key=f"{plan.keys[j]}-{token}",
+                                resources=resources)
             running[fut.key] = (j, fut)
             finished.add(fut)
 
@@ -87,6 +94,20 @@ def run_shard_tasks(client: Any, fn: Callable[..., Any], tasks: Sequence[Any],
     except BaseException:
         client.cancel([f for _, f in running.values()])
         raise
+
+
+def _slots(client: Any, resources: dict[str, float] | None) -> int:
+    """How many tasks the cluster runs at once: its threads, or with ``resources``, on
+    each worker that has them, its threads or as many tasks as they cover, the fewer."""
+    if not resources:
+        return sum(client.nthreads().values())
+    slots = 0
+    for worker in client.scheduler_info(n_workers=-1)["workers"].values():
+        have = worker.get("resources") or {}
+        fits = min(int(have.get(r, 0) / need + 1e-9) if need > 0 else worker["nthreads"]
+                   for r, need in resources.items())
+        slots += min(worker["nthreads"], fits)
+    return slots
 
 
 class _Plan:

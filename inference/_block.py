@@ -1,24 +1,39 @@
-"""The pure block functions: normalize, mirror scene edges, tile, batch, blend.
+"""The block function, on torch tensors so one code runs on a CPU or a GPU: stored DN
+-> model inputs (radiometry, indices, normalization, mirrored edges) -> batched tiles
+-> the model -> sin^2 blending -> uint8 products. Pure: the store is reached only
+through a ``read`` callable returning stored DN (numpy); nothing else leaves the device
+but the uint8 products and the border pieces.
 
 Tiles sit on one global grid (starts at ``k * stride + tile_offset`` in scene
 pixels), and each tile runs once (see ``_tiling``): a shard's own tiles are blended
 with the pieces of the shared tiles that reach it, so a pixel sums the same tiles
 with the same inputs whether the scene is processed whole or shard by shard, and
 chunked output equals whole-image output. Scene edges are mirrored ('symmetric').
-The store is reached only through a ``read`` callable. No I/O here.
+
+On a GPU, DN go to the device as stored (uint16: a quarter of float32's bytes) from
+pinned host memory; tiles go through the model in batches of up to ``batch``, halved
+when the device runs out of memory (the limit learned is kept for the model).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
+import torch
 
-from models import Adapter, ModelSpec, Radiometry, call_batch, model_inputs
+from models import Adapter, ModelError, ModelSpec, Radiometry, call_batch, model_inputs
 
 from ._tiling import Rect, Shard, TilePlan, reflect, tile_starts
 
 NODATA_CLASS = 255
+Reader = Callable[[int, int, int, int], np.ndarray]  # (y0, y1, x0, x1) -> stored DN
+Tensor = torch.Tensor
+
+# the largest batch each model instance has run without running out of device memory
+_FITS: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 
 def blend_window(tile: int, halo: int) -> np.ndarray:
@@ -33,55 +48,99 @@ def blend_window(tile: int, halo: int) -> np.ndarray:
     return w.astype(np.float32)
 
 
-def _add_tiles(acc: np.ndarray, at: tuple[int, int], x: np.ndarray, origin: tuple[int, int],
+def to_device(raw: np.ndarray, device: torch.device) -> Tensor:
+    """Host array -> tensor on ``device``, as stored; via pinned memory to a GPU (the
+    copy is asynchronous; torch's pinned-memory cache reuses the buffers)."""
+    if not raw.flags.writeable:  # a piece read from bytes: torch wants to own writable memory
+        raw = raw.copy()
+    t = torch.from_numpy(np.ascontiguousarray(raw))
+    if device.type == "cpu":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+def model_probs(adapter: Adapter, tiles: Tensor, batch: int) -> Tensor:
+    """Class probabilities (N, K, T, T) of ``tiles`` in model calls of at most ``batch``
+    tiles; on running out of device memory the batch halves and the call is retried."""
+    n = tiles.shape[0]
+    out = torch.empty((n, adapter.spec.num_classes, *tiles.shape[2:]), dtype=torch.float32,
+                      device=tiles.device)
+    i = 0
+    while i < n:
+        b = min(batch, _FITS.get(adapter, batch), n - i)
+        try:
+            out[i:i + b] = adapter.probabilities(tiles[i:i + b])
+        except torch.OutOfMemoryError:
+            if b == 1:
+                raise ModelError(
+                    f"model {adapter.spec.model_id} does not fit in {adapter.device}'s memory "
+                    f"even for one {adapter.spec.tile} px tile: free the device or use "
+                    "--device cpu") from None
+            _FITS[adapter] = b // 2
+            if tiles.device.type == "cuda":
+                torch.cuda.empty_cache()
+            continue
+        i += b
+    return out
+
+
+def _add_tiles(acc: Tensor, at: tuple[int, int], x: Tensor, origin: tuple[int, int],
                ys: Sequence[int], xs: Sequence[int], adapter: Adapter, batch: int | None
                ) -> None:
-    """Add the blend-weighted probabilities of tiles ``ys`` x ``xs`` (global starts) to
-    ``acc`` (K, h, w), whose first pixel is scene pixel ``at``; ``x`` holds the model
-    inputs from scene pixel ``origin`` on and covers every tile."""
+    """Add the blend-weighted probabilities of tiles ``ys`` x ``xs`` (global starts, on
+    the stride grid) to ``acc`` (K, h, w), whose first pixel is scene pixel ``at``;
+    ``x`` holds the model inputs from scene pixel ``origin`` on and covers every tile.
+    Whole rows of tiles are cut out of ``x`` at once (one copy), at least ``batch``
+    tiles' worth, then run in model calls of ``batch``."""
     spec = adapter.spec
-    T = spec.tile
+    T, S = spec.tile, spec.stride
     oy, ox = origin
     y0, x0 = at
     h, w = acc.shape[1:]
     if ys[0] < oy or xs[0] < ox or ys[-1] + T > oy + x.shape[1] or xs[-1] + T > ox + x.shape[2]:
         raise ValueError("block lacks the context its tiles need")
-    w1 = blend_window(T, spec.halo)
-    starts = [(ty, tx) for ty in ys for tx in xs]
+    w1 = torch.from_numpy(blend_window(T, spec.halo)).to(acc.device)
+    w2 = w1[:, None] * w1[None, :]
     batch = batch or call_batch(adapter)
-    for b in range(0, len(starts), batch):
-        group = starts[b:b + batch]
-        tiles = np.stack([x[:, ty - oy:ty - oy + T, tx - ox:tx - ox + T] for ty, tx in group])
-        probs = adapter.predict(tiles)
-        for (ty, tx), p in zip(group, probs, strict=True):
+    nx = len(xs)
+    rows = max(1, batch // nx)
+    cols = x[:, :, xs[0] - ox:xs[-1] - ox + T]
+    for r in range(0, len(ys), rows):
+        band = ys[r:r + rows]
+        strip = cols[:, band[0] - oy:band[-1] - oy + T]
+        tiles = strip.unfold(1, T, S).unfold(2, T, S)  # (C, rows, nx, T, T), a view
+        tiles = tiles.permute(1, 2, 0, 3, 4).reshape(len(band) * nx, x.shape[0], T, T)
+        probs = model_probs(adapter, tiles, batch)
+        del tiles
+        for i, p in enumerate(probs):
+            ty, tx = band[i // nx], xs[i % nx]
             r0, r1 = max(ty, y0), min(ty + T, y0 + h)
             c0, c1 = max(tx, x0), min(tx + T, x0 + w)
             if r0 >= r1 or c0 >= c1:
                 continue
-            wy, wx = w1[r0 - ty:r1 - ty], w1[c0 - tx:c1 - tx]
-            wt = wy[:, None] * wx[None, :]
-            acc[:, r0 - y0:r1 - y0, c0 - x0:c1 - x0] += p[:, r0 - ty:r1 - ty, c0 - tx:c1 - tx] * wt
-
-
-Reader = Callable[[int, int, int, int], np.ndarray]  # (y0, y1, x0, x1) -> stored DN
+            acc[:, r0 - y0:r1 - y0, c0 - x0:c1 - x0].addcmul_(
+                p[:, r0 - ty:r1 - ty, c0 - tx:c1 - tx], w2[r0 - ty:r1 - ty, c0 - tx:c1 - tx])
 
 
 def region_inputs(read: Reader, names: Sequence[str], spec: ModelSpec, radiometry: Radiometry,
-                  region: Rect, scene_shape: tuple[int, int], keep: Rect | None = None
-                  ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Model inputs (C, h, w) over ``region``, which may leave the scene (mirrored in,
-    as the whole-image pass pads), and the valid mask over ``keep`` (inside the scene).
+                  region: Rect, scene_shape: tuple[int, int], device: torch.device,
+                  keep: Rect | None = None) -> tuple[Tensor, Tensor | None]:
+    """Model inputs (C, h, w) on ``device`` over ``region``, which may leave the scene
+    (mirrored in, as the whole-image pass pads), and the valid mask over ``keep``
+    (inside the scene).
 
     ``read`` is called once, for the scene pixels the region and ``keep`` need.
     """
     H, W = scene_shape
-    iy = reflect(np.arange(region[0], region[1]), H)
-    ix = reflect(np.arange(region[2], region[3]), W)
     y0, y1, x0, x1 = read_span(region, scene_shape, keep)
-    x, valid = model_inputs(read(y0, y1, x0, x1), names, spec, radiometry)
+    raw = to_device(read(y0, y1, x0, x1), device)
+    x, valid = model_inputs(raw, names, spec, radiometry)
+    del raw
     v = None if keep is None else valid[keep[0] - y0:keep[1] - y0, keep[2] - x0:keep[3] - x0]
     del valid
-    return _take(_take(x, iy - y0, 1), ix - x0, 2), v
+    iy = reflect(np.arange(region[0], region[1]), H) - y0
+    ix = reflect(np.arange(region[2], region[3]), W) - x0
+    return _take(_take(x, iy, 1), ix, 2), v
 
 
 def read_span(region: Rect, scene_shape: tuple[int, int], keep: Rect | None = None) -> Rect:
@@ -95,11 +154,11 @@ def read_span(region: Rect, scene_shape: tuple[int, int], keep: Rect | None = No
     return y0, y1, x0, x1
 
 
-def _take(x: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
+def _take(x: Tensor, idx: np.ndarray, axis: int) -> Tensor:
     """``x`` at ``idx`` along ``axis``: a view where the indices run straight."""
     if len(idx) and (np.diff(idx) == 1).all():
-        return x[(slice(None),) * axis + (slice(int(idx[0]), int(idx[-1]) + 1),)]
-    return np.take(x, idx, axis=axis)
+        return x.narrow(axis, int(idx[0]), len(idx))
+    return x.index_select(axis, torch.from_numpy(idx).to(x.device))
 
 
 def tiles_region(ys: Sequence[int], xs: Sequence[int], tile: int) -> Rect:
@@ -109,38 +168,42 @@ def tiles_region(ys: Sequence[int], xs: Sequence[int], tile: int) -> Rect:
 
 def shared_probs(read: Reader, names: Sequence[str], adapter: Adapter, radiometry: Radiometry,
                  plan: TilePlan, ys: Sequence[int], xs: Sequence[int],
-                 batch: int | None = None) -> tuple[Rect, np.ndarray]:
+                 batch: int | None = None) -> tuple[Rect, Tensor]:
     """The blend-weighted probabilities (K, h, w) of shared tiles ``ys`` x ``xs`` over
-    the scene pixels they cover (not yet divided by the weight sum)."""
+    the scene pixels they cover (not yet divided by the weight sum), on the device."""
     region = tiles_region(ys, xs, plan.tile)
     ext = plan.extent(list(ys), list(xs))
-    x, _ = region_inputs(read, names, adapter.spec, radiometry, region, (plan.height, plan.width))
-    acc = np.zeros((adapter.spec.num_classes, ext[1] - ext[0], ext[3] - ext[2]), np.float32)
+    x, _ = region_inputs(read, names, adapter.spec, radiometry, region,
+                         (plan.height, plan.width), adapter.device)
+    acc = torch.zeros((adapter.spec.num_classes, ext[1] - ext[0], ext[3] - ext[2]),
+                      dtype=torch.float32, device=adapter.device)
     _add_tiles(acc, (ext[0], ext[2]), x, (region[0], region[2]), ys, xs, adapter, batch)
     return ext, acc
 
 
 def shard_probs(read: Reader, names: Sequence[str], adapter: Adapter, radiometry: Radiometry,
                 plan: TilePlan, shard: Shard, pieces: Iterable[tuple[Rect, np.ndarray]],
-                batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities (K, h, w) and valid mask (h, w) of one shard: its inner tiles, plus
-    the ``pieces`` of shared tiles that reach it (from :func:`shared_probs`)."""
+                batch: int | None = None) -> tuple[Tensor, Tensor]:
+    """Probabilities (K, h, w) and valid mask (h, w) of one shard, on the device: its
+    inner tiles, plus the ``pieces`` of shared tiles that reach it (from
+    :func:`shared_probs`, as host arrays)."""
     spec = adapter.spec
-    T = spec.tile
+    dev = adapter.device
     win = plan.window(shard)
     y0, y1, x0, x1 = win
     ys, xs = plan.inner(shard)
-    acc = np.zeros((spec.num_classes, y1 - y0, x1 - x0), np.float32)
-    region = tiles_region(ys, xs, T) if ys and xs else win
+    acc = torch.zeros((spec.num_classes, y1 - y0, x1 - x0), dtype=torch.float32, device=dev)
+    region = tiles_region(ys, xs, spec.tile) if ys and xs else win
     x, valid = region_inputs(read, names, spec, radiometry, region, (plan.height, plan.width),
-                             keep=win)
+                             dev, keep=win)
     if ys and xs:
         _add_tiles(acc, (y0, x0), x, (region[0], region[2]), ys, xs, adapter, batch)
     del x
     for (r0, r1, c0, c1), piece in pieces:
-        acc[:, r0 - y0:r1 - y0, c0 - x0:c1 - x0] += piece
-    w1 = blend_window(T, spec.halo)
-    acc /= np.outer(_weight_sum(y0, y1, spec, w1), _weight_sum(x0, x1, spec, w1))
+        acc[:, r0 - y0:r1 - y0, c0 - x0:c1 - x0] += to_device(piece, dev)
+    w1 = blend_window(spec.tile, spec.halo)
+    acc /= torch.from_numpy(np.outer(_weight_sum(y0, y1, spec, w1),
+                                     _weight_sum(x0, x1, spec, w1))).to(dev)
     assert valid is not None  # keep was given
     return acc, valid
 
@@ -156,8 +219,7 @@ def _weight_sum(a0: int, a1: int, spec: ModelSpec, w1: np.ndarray) -> np.ndarray
 
 
 def predict_scene(raw: np.ndarray, names: Sequence[str], adapter: Adapter,
-                  radiometry: Radiometry, batch: int | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  radiometry: Radiometry, batch: int | None = None) -> tuple[Tensor, Tensor]:
     """Probabilities (K, H, W) and valid mask of a whole scene held in memory (``raw``:
     stored DN), as one shard: the reference that chunked output equals."""
     H, W = raw.shape[1:]
@@ -166,26 +228,26 @@ def predict_scene(raw: np.ndarray, names: Sequence[str], adapter: Adapter,
                        radiometry, plan, (0, 0), (), batch)
 
 
-def products(probs: np.ndarray, valid: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
-    """Quantized mask products from probabilities (K, h, w)."""
-    out: dict[str, np.ndarray] = {}
+def _u8(v: Tensor) -> Tensor:
+    """Values in [0, 1] as uint8 x/255, rounded half to even (as ``np.rint``)."""
+    return torch.round(v.clamp(0, 1) * 255).to(torch.uint8)
+
+
+def products(probs: Tensor, valid: Tensor, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Quantized mask products (host uint8 arrays) from probabilities (K, h, w), computed
+    where ``probs`` is."""
+    out: dict[str, Tensor] = {}
     k = probs.shape[0]
-    cls = np.argmax(probs, axis=0).astype(np.uint8)
-    cls[~valid] = NODATA_CLASS
-    out["class"] = cls
+    invalid = ~valid
+    out["class"] = probs.argmax(dim=0).to(torch.uint8).masked_fill_(invalid, NODATA_CLASS)
     if "probability" in names:
-        q = np.rint(np.clip(probs, 0, 1) * 255).astype(np.uint8)
-        q[:, ~valid] = 0
-        out["probability"] = q
+        out["probability"] = _u8(probs).masked_fill_(invalid, 0)
     if "entropy" in names:
-        p = np.clip(probs, 1e-12, 1)
-        ent = -(p * np.log(p)).sum(axis=0) / np.log(k)
-        e = np.rint(np.clip(ent, 0, 1) * 255).astype(np.uint8)
-        e[~valid] = 0
-        out["entropy"] = e
+        p = probs.clamp(1e-12, 1)
+        ent = -(p * torch.log(p)).sum(dim=0) / float(np.log(k))
+        del p
+        out["entropy"] = _u8(ent).masked_fill_(invalid, 0)
     if "margin" in names:
-        top = np.sort(probs, axis=0)[-2:]
-        m = np.rint(np.clip(top[1] - top[0], 0, 1) * 255).astype(np.uint8)
-        m[~valid] = 0
-        out["margin"] = m
-    return out
+        top = probs.topk(2, dim=0).values
+        out["margin"] = _u8(top[0] - top[1]).masked_fill_(invalid, 0)
+    return {name: v.cpu().numpy() for name, v in out.items()}

@@ -117,8 +117,10 @@ def _checked_scene(store: Store, item: str, adapter: Adapter, collection: str | 
 
 def predict_item(store: Store, client: Any, item: str, ref: ModelRef, adapter: Adapter, *,
                  collection: str | None = None, products: Sequence[str] = ("class",),
-                 batch: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Predict one scene item; returns a summary with the mask URI and seconds."""
+                 batch: int | None = None, progress: bool = True,
+                 resources: dict[str, float] | None = None) -> dict[str, Any]:
+    """Predict one scene item; returns a summary with the mask URI and seconds. Its tasks
+    ask the workers for ``resources`` (a share of a GPU on GPU runs)."""
     t0 = time.perf_counter()
     scene, info, idx, names = _checked_scene(store, item, adapter, collection)
     collection = scene["collection"]
@@ -171,7 +173,7 @@ def predict_item(store: Store, client: Any, item: str, ref: ModelRef, adapter: A
                         store.credentials, [f"{task_key(job)}-{sy}-{sx}" for sy, sx in left],
                         [f"shard {sy},{sx} of {collection}/{item}" for sy, sx in left],
                         total=summary["shards"], done=len(done), desc=f"{item} {model_id}",
-                        progress=progress, first=first)
+                        progress=progress, first=first, resources=resources)
         lock.confirm(f"mask {store.url(mkey)}")
         seconds = round(time.perf_counter() - t0, 3)
         mitem = mask_item(scene, mitem_id, store.url(mkey), f"../{item}/{item}.json",

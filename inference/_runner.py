@@ -32,7 +32,7 @@ from chunkstore import (
     read_checked,
     write_mask_shard,
 )
-from models import Adapter, Radiometry, TorchAdapter, load_model
+from models import Adapter, Radiometry, Runtime, load_model
 
 from ._block import products, shard_probs, shared_probs
 from ._parts import part_key, read_part, write_part
@@ -47,10 +47,11 @@ class ModelRef:
     ref: str
     store: Store | None = None
     threads: int = 1
+    runtime: Runtime = Runtime()
 
     def load(self, credentials: Credentials | None = None) -> Adapter:
         if self.store is None:
-            return load_model(self.ref, threads=self.threads)
+            return load_model(self.ref, threads=self.threads, runtime=self.runtime)
         store = self.store.with_credentials(credentials) if credentials else self.store
 
         def read(name: str) -> bytes:
@@ -58,7 +59,7 @@ class ModelRef:
                 raise FileNotFoundError(name)
             return store.read_bytes(name)
 
-        return load_model(self.ref, read=read, threads=self.threads)
+        return load_model(self.ref, read=read, threads=self.threads, runtime=self.runtime)
 
 
 _MODELS: dict[ModelRef, Adapter] = {}
@@ -66,15 +67,15 @@ _MODELS_LOCK = threading.Lock()
 
 
 def worker_model(ref: ModelRef, credentials: Credentials | None) -> Adapter:
-    """The model of ``ref``, loaded once per (worker) process."""
+    """The model of ``ref``, loaded once per (worker) process and device; the worker's
+    threads share it."""
+    import torch
+
     with _MODELS_LOCK:
         if ref not in _MODELS:
             _MODELS[ref] = ref.load(credentials)
         adapter = _MODELS[ref]
-    if isinstance(adapter, TorchAdapter):  # torch's threads are per process, not per model
-        import torch
-
-        torch.set_num_threads(ref.threads)
+    torch.set_num_threads(ref.threads)  # per process, not per model: the block function's too
     return adapter
 
 
@@ -156,10 +157,12 @@ def predict_shared(task: SharedTiles, credentials: Credentials) -> None:
     ys, xs = plan.groups(owner)[group]
     (y0, _, x0, _), acc = shared_probs(lambda *w: _read_window(job, store, w), job.names,
                                        adapter, job.radiometry, plan, ys, xs, job.batch)
+    host = acc.cpu().numpy()
+    del acc
     for target, (r0, r1, c0, c1) in plan.targets(owner, group):
         write_part(store, part_key(job.mask_key, owner, group, target), (r0, r1, c0, c1),
-                   acc[:, r0 - y0:r1 - y0, c0 - x0:c1 - x0])
-    del acc
+                   host[:, r0 - y0:r1 - y0, c0 - x0:c1 - x0])
+    del host
     _trim_heap()
 
 

@@ -1,7 +1,16 @@
 """Model specs and adapters: UNet, SegFormer, ONNX, the ukis-csmask preset, checkpoints."""
 
-from ._adapter import Adapter, TorchAdapter, call_batch
+from ._adapter import Adapter, TorchAdapter, call_batch, numpy_predict
 from ._checkpoint import CONFIG, METRICS, WEIGHTS, load_checkpoint, save_checkpoint
+from ._device import (
+    DEVICES,
+    PRECISIONS,
+    Runtime,
+    check_device,
+    cuda_count,
+    onnx_has_cuda,
+    resolve,
+)
 from ._errors import ModelError
 from ._export import export_onnx
 from ._indices import index_bands, spectral_index
@@ -10,8 +19,9 @@ from ._registry import is_checkpoint_ref, load_model, new_model
 from ._spec import INDICES, ModelSpec
 
 __all__ = [
-    "ALIASES", "CONFIG", "INDICES", "METRICS", "WEIGHTS", "Adapter", "ModelError", "ModelSpec",
-    "Radiometry", "TorchAdapter", "call_batch", "export_onnx", "index_bands", "is_checkpoint_ref",
+    "ALIASES", "CONFIG", "DEVICES", "INDICES", "METRICS", "PRECISIONS", "WEIGHTS", "Adapter",
+    "ModelError", "ModelSpec", "Radiometry", "Runtime", "TorchAdapter", "call_batch",
+    "check_device", "cuda_count", "export_onnx", "index_bands", "is_checkpoint_ref",
     "load_checkpoint", "load_model", "match_bands", "model_inputs", "new_model",
-    "save_checkpoint", "spectral_index",
+    "numpy_predict", "onnx_has_cuda", "resolve", "save_checkpoint", "spectral_index",
 ]

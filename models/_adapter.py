@@ -1,4 +1,5 @@
-"""The one interface every model kind implements: class probabilities for a batch of tiles."""
+"""The one interface every model kind implements: class probabilities for a batch of tiles,
+on the model's device."""
 
 from __future__ import annotations
 
@@ -6,14 +7,22 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ._device import Runtime
 from ._spec import ModelSpec
 
 
 class Adapter(Protocol):
-    """``predict`` takes normalized tiles (N, C, T, T) float32 and returns class
-    probabilities (N, K, T, T) float32 that sum to 1 over K."""
+    """``probabilities`` takes normalized tiles (N, C, T, T) float32 on ``device`` and
+    returns class probabilities (N, K, T, T) float32 there, summing to 1 over K.
+    ``predict`` is the same on numpy arrays (host memory)."""
 
     spec: ModelSpec
+    runtime: Runtime
+
+    @property
+    def device(self) -> Any: ...  # a torch.device
+
+    def probabilities(self, x: Any) -> Any: ...
 
     def predict(self, tiles: np.ndarray) -> np.ndarray: ...
 
@@ -22,36 +31,59 @@ def call_batch(adapter: Adapter) -> int:
     """Tiles per model call when none is asked for: 1 on a CPU, where one 256 px tile
     at a time keeps the activations in cache (per tile 10-25 % faster than 8 for the
     UNet, SegFormer and ukis-csmask, single-threaded: ``benchmarks/inference.py``),
-    and 16 on a GPU, which needs batches to fill."""
-    device = getattr(adapter, "device", None)
-    if device is not None and getattr(device, "type", "cpu") != "cpu":
-        return 16
-    providers = getattr(adapter, "providers", ())
-    return 16 if any(p != "CPUExecutionProvider" for p in providers) else 1
+    and 128 on a GPU, which needs large batches to fill (the block function halves it
+    when the GPU runs out of memory)."""
+    return 128 if adapter.runtime.on_gpu else 1
+
+
+def numpy_predict(adapter: Adapter, tiles: np.ndarray) -> np.ndarray:
+    """:meth:`Adapter.probabilities` on host arrays."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(adapter.device)
+    return adapter.probabilities(x).cpu().numpy()
 
 
 class TorchAdapter:
-    """A torch ``nn.Module`` that returns logits (N, K, h, w); upsampled to the tile."""
+    """A torch ``nn.Module`` that returns logits (N, K, h, w); upsampled to the tile.
 
-    def __init__(self, module: Any, spec: ModelSpec, device: str = "cpu") -> None:
+    On a GPU, inputs go channels-last and the forward pass runs under autocast in the
+    runtime's precision; softmax is always taken in fp32. ``compile`` wraps the module
+    with ``torch.compile`` (the first calls of each batch size compile)."""
+
+    def __init__(self, module: Any, spec: ModelSpec, runtime: Runtime | str = "cpu") -> None:
         import torch
 
-        self.spec = spec
-        self.device = torch.device(device)
+        if isinstance(runtime, str):
+            runtime = Runtime(runtime)
+        self.spec, self.runtime = spec, runtime
+        self.device = torch.device(runtime.device)
         self.module = module.to(self.device).eval()
+        if runtime.on_gpu:
+            self.module = self.module.to(memory_format=torch.channels_last)
+        self._forward = torch.compile(self.module) if runtime.compile else self.module
 
     def logits(self, x: Any) -> Any:
         import torch.nn.functional as F
 
-        out = self.module(x)
+        out = self._forward(x)
         if out.shape[-2:] != x.shape[-2:]:
             out = F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return out
 
-    def predict(self, tiles: np.ndarray) -> np.ndarray:
+    def probabilities(self, x: Any) -> Any:
         import torch
 
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(self.device)
-            p = torch.softmax(self.logits(x).float(), dim=1)
-            return p.cpu().numpy()
+            if self.runtime.on_gpu:
+                x = x.contiguous(memory_format=torch.channels_last)
+            if self.runtime.precision == "fp32":
+                logits = self.logits(x)
+            else:
+                dtype = torch.bfloat16 if self.runtime.precision == "bf16" else torch.float16
+                with torch.autocast(self.device.type, dtype=dtype):
+                    logits = self.logits(x)
+            return torch.softmax(logits.float(), dim=1)
+
+    def predict(self, tiles: np.ndarray) -> np.ndarray:
+        return numpy_predict(self, tiles)

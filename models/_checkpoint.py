@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._adapter import TorchAdapter
+from ._device import Runtime
 from ._errors import ModelError
 from ._spec import ModelSpec
 
@@ -44,7 +45,7 @@ def save_checkpoint(module: Any, spec: ModelSpec,
 
 
 def load_checkpoint(read: Callable[[str], bytes], where: str,
-                    device: str = "cpu") -> TorchAdapter:
+                    runtime: Runtime | str = "cpu") -> TorchAdapter:
     """Load a checkpoint whose files ``read(name)`` returns; ``where`` names it in errors."""
     from safetensors import SafetensorError
     from safetensors.torch import load
@@ -68,4 +69,4 @@ def load_checkpoint(read: Callable[[str], bytes], where: str,
         first = str(exc).splitlines()[0]
         raise ModelError(f"checkpoint {where} does not fit its {spec.architecture.get('kind')} "
                          f"config ({first})") from None
-    return TorchAdapter(module, spec, device)
+    return TorchAdapter(module, spec, runtime)

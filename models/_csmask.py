@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ._device import Runtime
 from ._errors import ModelError
 from ._onnx import OnnxAdapter
 from ._spec import ModelSpec
@@ -31,7 +32,8 @@ def parse_preset(ref: str) -> tuple[str, str]:
     return bands, level
 
 
-def load_csmask(ref: str, threads: int | None = None) -> OnnxAdapter:
+def load_csmask(ref: str, threads: int | None = None, runtime: Runtime | None = None
+                ) -> OnnxAdapter:
     try:
         import ukis_csmask
     except ImportError:
@@ -53,4 +55,4 @@ def load_csmask(ref: str, threads: int | None = None) -> OnnxAdapter:
                       "decoder": meta["model"].get("decoder_name"),
                       "package_version": ukis_csmask.__version__},
     )
-    return OnnxAdapter(path, spec, "logits", threads)
+    return OnnxAdapter(path, spec, "logits", threads, runtime)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -49,24 +50,36 @@ class Radiometry:
     nodata: float | None
 
 
-def model_inputs(raw: np.ndarray, names: Sequence[str], spec: ModelSpec,
-                 radiometry: Radiometry) -> tuple[np.ndarray, np.ndarray]:
+def model_inputs(raw: Any, names: Sequence[str], spec: ModelSpec,
+                 radiometry: Radiometry) -> tuple[Any, Any]:
     """(normalized channels (C, H, W) float32, valid (H, W) bool) from stored DN.
 
-    ``names`` are the common names of ``raw``'s bands; a pixel is nodata when any of
-    them holds the nodata value (a band missing there leaves the model's input
-    incomplete; edges of band footprints differ in real granules).
+    ``raw`` is a torch tensor (on any device: the result stays there) or a numpy array
+    (the result is numpy). ``names`` are the common names of ``raw``'s bands; a pixel
+    is nodata when any of them holds the nodata value (a band missing there leaves the
+    model's input incomplete; edges of band footprints differ in real granules). DN
+    become float32 before any arithmetic (uint16 and int16 are exact in it).
     """
-    valid = np.ones(raw.shape[1:], dtype=bool)
-    if radiometry.nodata is not None:  # band by band: no (C, H, W) boolean temporary
+    import torch
+
+    if isinstance(raw, np.ndarray):
+        x, valid = model_inputs(torch.from_numpy(np.ascontiguousarray(raw)), names, spec,
+                                radiometry)
+        return x.numpy(), valid.numpy()
+    dev = raw.device
+    f32 = torch.float32
+    valid = torch.ones(raw.shape[1:], dtype=torch.bool, device=dev)
+    nodata = radiometry.nodata
+    if nodata is not None:  # band by band: no (C, H, W) temporary
         for band in raw:
-            valid &= ~np.isnan(band) if np.isnan(radiometry.nodata) else band != radiometry.nodata
-    # one float32 array for every channel: reflectance of the model's bands, then the
+            b = band.to(f32)
+            valid &= ~torch.isnan(b) if np.isnan(nodata) else b != np.float32(nodata)
+    # one float32 tensor for every channel: reflectance of the model's bands, then the
     # indices from it, normalized in place (peak memory: raw + x, no per-band copies)
     at = {n: i for i, n in enumerate(names)}
-    scale, offset = np.float32(radiometry.scale), np.float32(radiometry.offset)
+    scale, offset = float(np.float32(radiometry.scale)), float(np.float32(radiometry.offset))
     nb = len(spec.bands)
-    x = np.empty((nb + len(spec.indices), *raw.shape[1:]), dtype=np.float32)
+    x = torch.empty((nb + len(spec.indices), *raw.shape[1:]), dtype=f32, device=dev)
     for c, b in enumerate(spec.bands):
         x[c] = raw[at[b]]
         x[c] *= scale
@@ -75,14 +88,12 @@ def model_inputs(raw: np.ndarray, names: Sequence[str], spec: ModelSpec,
         refl = dict(zip(spec.bands, x[:nb], strict=True))
         for b in index_bands(spec.indices):
             if b not in refl:
-                refl[b] = raw[at[b]].astype(np.float32) * scale + offset
+                refl[b] = raw[at[b]].to(f32) * scale + offset
         for c, name in enumerate(spec.indices, start=nb):
             x[c] = spectral_index(name, refl)
     if spec.mean:
-        x -= np.asarray(spec.mean, dtype=np.float32)[:, None, None]
-        x /= np.asarray(spec.std, dtype=np.float32)[:, None, None]
-    invalid = ~valid
-    for channel in x:  # channel by channel: nan_to_num makes three masks of its input's size
-        channel[invalid] = 0.0
-        np.nan_to_num(channel, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        x -= torch.tensor(spec.mean, dtype=f32, device=dev)[:, None, None]
+        x /= torch.tensor(spec.std, dtype=f32, device=dev)[:, None, None]
+    x.masked_fill_(~valid, 0.0)
+    torch.nan_to_num_(x, nan=0.0, posinf=0.0, neginf=0.0)
     return x, valid

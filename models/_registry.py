@@ -14,6 +14,7 @@ from typing import Any
 
 from ._adapter import Adapter, TorchAdapter
 from ._checkpoint import PICKLE_SUFFIXES, build_module, load_checkpoint
+from ._device import Runtime
 from ._errors import ModelError
 from ._spec import ModelSpec
 
@@ -27,7 +28,7 @@ def new_model(kind: str, *, bands: tuple[str, ...] = DEFAULT_BANDS,
               tile: int = 256, halo: int = 32, tile_offset: int = 0,
               name: str | None = None, version: str = "0",
               mean: tuple[float, ...] = (), std: tuple[float, ...] = (), seed: int = 0,
-              **arch: Any) -> TorchAdapter:
+              runtime: Runtime | None = None, **arch: Any) -> TorchAdapter:
     """A freshly initialised torch model (``unet[:encoder]`` or ``segformer``)."""
     import torch
 
@@ -52,7 +53,7 @@ def new_model(kind: str, *, bands: tuple[str, ...] = DEFAULT_BANDS,
         module = build_module(spec)
     except ValueError as exc:
         raise ModelError(str(exc)) from None
-    return TorchAdapter(module, spec)
+    return TorchAdapter(module, spec, runtime or Runtime())
 
 
 def is_checkpoint_ref(ref: str) -> bool:
@@ -61,23 +62,25 @@ def is_checkpoint_ref(ref: str) -> bool:
 
 
 def load_model(ref: str, read: Callable[[str], bytes] | None = None,
-               threads: int | None = None) -> Adapter:
-    """The adapter for ``ref``; ``read(name)`` reads a checkpoint's files from a store."""
+               threads: int | None = None, runtime: Runtime | None = None) -> Adapter:
+    """The adapter for ``ref`` on ``runtime`` (default: the CPU, fp32); ``read(name)``
+    reads a checkpoint's files from a store."""
+    runtime = runtime or Runtime()
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     base = ref.split(":", 1)[0]
     if base in ("unet", "segformer"):
-        return new_model(ref)
+        return new_model(ref, runtime=runtime)
     if ref.startswith("onnx:"):
         from ._onnx import load_onnx
 
-        return load_onnx(ref[5:], threads)
+        return load_onnx(ref[5:], threads, runtime)
     if base == "ukis-csmask":
         from ._csmask import load_csmask
 
-        return load_csmask(ref, threads)
+        return load_csmask(ref, threads, runtime)
     if ref.lower().endswith(PICKLE_SUFFIXES):
         raise ModelError(f"{ref}: pickled checkpoints are refused (loading one runs arbitrary "
                          "code); save the state_dict with safetensors and a config.json")
@@ -91,4 +94,4 @@ def load_model(ref: str, read: Callable[[str], bytes] | None = None,
         def read(name: str) -> bytes:
             return (folder / name).read_bytes()
 
-    return load_checkpoint(read, ref)
+    return load_checkpoint(read, ref, runtime)

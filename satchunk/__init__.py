@@ -18,7 +18,7 @@ _HOMES = {
     "TrainOptions": "model_jobs", "train_job": "model_jobs",
     "EvaluateOptions": "model_jobs", "evaluate_job": "model_jobs",
     "export_onnx_job": "model_jobs", "checkpoint_store": "model_jobs",
-    "dask_client": "cluster", "sample_scenes": "demo",
+    "dask_client": "cluster", "visible_gpus": "cluster", "sample_scenes": "demo",
 }
 __all__ = sorted(_HOMES)
 

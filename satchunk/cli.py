@@ -122,7 +122,14 @@ def predict(
     products: Annotated[str, typer.Option(help="comma-separated: class,probability,entropy,"
                                           "margin (class is always written)")] = "class",
     batch: Annotated[int | None, typer.Option(help="tiles per model call [default: 1 on a "
-                                              "CPU, 16 on a GPU]")] = None,
+                                              "CPU, 128 on a GPU, halved if it runs out of "
+                                              "memory]")] = None,
+    device: Annotated[str, typer.Option(help="auto (a GPU if torch sees one) | cpu | cuda "
+                                        "(a worker per GPU) | cuda:N")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16 on a GPU, fp32 on a CPU) | fp32 | "
+                                           "bf16 | fp16")] = "auto",
+    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model "
+                                                "(GPU; the first shards compile)")] = False,
     store: StoreOpt = None,
     endpoint_url: EndpointOpt = None,
     scheduler: SchedulerOpt = None,
@@ -131,10 +138,11 @@ def predict(
     """Segment scenes with a model; masks go to masks/<collection>/<item>/<model-id>.zarr."""
     from .scene_jobs import PredictOptions, predict_job
 
-    opts = PredictOptions(items or (), model, collection, _csv(products) or (), batch)
+    opts = PredictOptions(items or (), model, collection, _csv(products) or (), batch, device,
+                          precision, compile_model)
     results = predict_job(opts, _place(store, endpoint_url, scheduler, as_json))
     _say(as_json, [{k: r[k] for k in ("collection", "item", "model_id", "mask", "seconds",
-                                      "status", "written_shards")} for r in results],
+                                      "status", "written_shards", "runs_on")} for r in results],
          report.predicted)
 
 

@@ -1,4 +1,5 @@
-"""Dask cluster start-up: a LocalCluster on 127.0.0.1, or a running scheduler."""
+"""Dask cluster start-up: a LocalCluster on 127.0.0.1 (one worker per GPU on GPUs), or a
+running scheduler."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -85,10 +86,97 @@ def quiet_logs(level: int) -> None:
             logger.setLevel(level)
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs a local cluster can use, as ids for ``CUDA_VISIBLE_DEVICES``: the
+    entries of ``CUDA_VISIBLE_DEVICES`` when it is set and not empty (up to the first
+    negative one, where CUDA stops too), else ``0..n-1`` for the devices torch sees,
+    else none (no torch, no CUDA build, no driver)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    if listed:
+        gpus: list[str] = []
+        for entry in (e.strip() for e in listed.split(",")):
+            if not entry or entry.startswith("-"):
+                break
+            gpus.append(entry)
+        return gpus
+    try:
+        import torch
+    except ImportError:
+        return []
+    if not torch.cuda.is_available():
+        return []
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def cluster_gpus(client: Any) -> int:
+    """How many workers of ``client``'s cluster advertise a ``GPU`` resource (dask-cuda's
+    convention: ``dask worker --resources GPU=1``, one worker per GPU)."""
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    return sum(1 for w in workers if (w.get("resources") or {}).get("GPU", 0) > 0)
+
+
+def gpu_worker_threads(gpus: int) -> int:
+    """Threads of a local GPU worker: the host's cores shared by its GPUs, 2 to 8. The
+    tasks on a GPU share its one model; while one computes on the device, the others
+    read, decode, encode and write shards (the store side of a GPU's rate takes cores:
+    300 MPix/s of 4-band uint16 is 2.4 GB/s to decompress)."""
+    return max(2, min(8, (os.cpu_count() or 2) // max(1, gpus)))
+
+
+def gpu_task_resources(client: Any) -> dict[str, float]:
+    """What one GPU task asks of its worker: a share of the worker's ``GPU`` resource (1)
+    small enough that each of its threads can run one, so several tasks overlap their
+    store I/O with the device's work."""
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    threads = max((int(w.get("nthreads", 1)) for w in workers
+                   if (w.get("resources") or {}).get("GPU", 0) > 0), default=1)
+    return {"GPU": 1.0 / threads}
+
+
+def _worker_spec(threads: int, gpu: str | None, *, scratch: str, memory_limit: int,
+                 silence: int) -> dict[str, Any]:
+    """A SpecCluster worker: a Nanny process on 127.0.0.1, as LocalCluster starts them;
+    with ``gpu``, that GPU only (``CUDA_VISIBLE_DEVICES``, so the worker's ``cuda`` is
+    that GPU) and a ``GPU`` resource of 1."""
+    from distributed import Nanny
+
+    options: dict[str, Any] = {
+        "nthreads": threads, "host": "127.0.0.1", "protocol": "tcp://",
+        "local_directory": scratch, "memory_limit": memory_limit,
+        "silence_logs": silence, "dashboard": False,
+    }
+    if gpu is not None:
+        # set once the worker process starts, before anything in it touches CUDA;
+        # WORKER_ENV stays in pre-spawn-environ (glibc reads it as the process starts)
+        options["env"] = {"CUDA_VISIBLE_DEVICES": gpu}
+        options["resources"] = {"GPU": 1}
+    return {"cls": Nanny, "options": options}
+
+
+def _spec_cluster(workers: dict[str, dict[str, Any]], silence: int) -> Any:
+    """A local cluster of the given worker specs, its scheduler on 127.0.0.1 as
+    LocalCluster's (within ``dask.config.set`` of WORKER_ENV and SCHEDULER_CONFIG)."""
+    from distributed import Scheduler, SpecCluster
+
+    scheduler = {"cls": Scheduler, "options": {
+        "host": "127.0.0.1", "port": 0, "protocol": "tcp://", "dashboard": True,
+        "dashboard_address": _dashboard_address()}}
+    return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=silence)
+
+
 @contextmanager
 def dask_client(scheduler: str | None = None, workers: int | None = None,
-                threads_per_worker: int = 1, quiet: bool = False) -> Iterator[Any]:
-    """A distributed Client; prints the dashboard URL to stderr."""
+                threads_per_worker: int | None = None, quiet: bool = False,
+                gpus: Sequence[str] | None = None) -> Iterator[Any]:
+    """A distributed Client; prints the dashboard URL to stderr.
+
+    ``scheduler``: a running cluster's address; else a local cluster on 127.0.0.1 of
+    ``workers`` processes (default: up to 2) of ``threads_per_worker`` threads (1). With
+    ``gpus`` (ids for ``CUDA_VISIBLE_DEVICES``, say :func:`visible_gpus`, or
+    ``[visible_gpus()[N]]`` for ``cuda:N``), one worker process per GPU instead (dask-cuda's
+    conventions): each sees only its GPU, as ``cuda:0``, advertises a ``GPU`` resource of
+    1 and runs ``threads_per_worker`` threads (default 2); ``workers`` is then ignored.
+    """
     import dask
     from distributed import Client, LocalCluster
 
@@ -106,18 +194,29 @@ def dask_client(scheduler: str | None = None, workers: int | None = None,
                              "with `dask scheduler` or drop --scheduler") from None
         cluster = None
     else:
-        n = workers or max(1, min(2, os.cpu_count() or 1))
         env = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENV.items()}
+        log_level = logging.CRITICAL if silence else level
         # the workers' spill and scratch space: one folder under TMPDIR per job, gone
         # when the job ends, whether it ends well or not
         scratch = tempfile.mkdtemp(prefix="satchunk-dask-")
         try:
             with dask.config.set({**env, **SCHEDULER_CONFIG, "temporary-directory": scratch}):
-                cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker,
-                                       processes=True, host="127.0.0.1",
-                                       dashboard_address=_dashboard_address(),
-                                       local_directory=scratch,
-                                       silence_logs=logging.CRITICAL if silence else level)
+                if gpus:
+                    from distributed.system import MEMORY_LIMIT
+
+                    threads = threads_per_worker or gpu_worker_threads(len(gpus))
+                    memory = int(MEMORY_LIMIT / len(gpus))  # LocalCluster's split
+                    cluster = _spec_cluster(
+                        {f"gpu-{g}": _worker_spec(threads, str(g), scratch=scratch,
+                                                  memory_limit=memory, silence=log_level)
+                         for g in gpus}, log_level)
+                else:
+                    n = workers or max(1, min(2, os.cpu_count() or 1))
+                    cluster = LocalCluster(n_workers=n,
+                                           threads_per_worker=threads_per_worker or 1,
+                                           processes=True, host="127.0.0.1",
+                                           dashboard_address=_dashboard_address(),
+                                           local_directory=scratch, silence_logs=log_level)
             client = Client(cluster)
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -36,15 +36,21 @@ class Place:
         st.check()
         return st
 
+    @property
+    def local(self) -> bool:
+        """The job starts a cluster of its own on this machine."""
+        return self.client is None and self.scheduler is None
+
     @contextmanager
-    def cluster(self) -> Iterator[Any]:
-        """The Dask client: the one given, else a cluster for this job alone."""
+    def cluster(self, gpus: list[str] | None = None) -> Iterator[Any]:
+        """The Dask client: the one given, else a cluster for this job alone (with
+        ``gpus``: one worker per GPU id, see :func:`~satchunk.cluster.dask_client`)."""
         if self.client is not None:
             yield self.client
             return
         from .cluster import dask_client
 
-        with dask_client(self.scheduler, quiet=not self.progress) as client:
+        with dask_client(self.scheduler, quiet=not self.progress, gpus=gpus) as client:
             yield client
 
     def record(self, st: Store, kind: str, config: dict[str, Any],

@@ -33,6 +33,8 @@ def labelled(results: list[dict[str, Any]]) -> Iterator[str]:
 
 
 def predicted(results: list[dict[str, Any]]) -> Iterator[str]:
+    if results:
+        yield f"model on {results[0]['runs_on']}"
     for r in results:
         yield (f"{r['collection']}/{r['item']} -> {r['mask']} "
                f"({_done(r, 'already predicted')} in {r['seconds']} s)")

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from chunkstore import InputError, Store, find_item, list_collections, list_items
+from models import Runtime, check_device, onnx_has_cuda, resolve
 
+from .cluster import cluster_gpus, gpu_task_resources, visible_gpus
 from .place import DEFAULT_PLACE, Place
 
 SENSORS = ("auto", "sentinel-2", "landsat", "generic")
@@ -104,6 +106,9 @@ class PredictOptions:
     collection: str | None = None
     products: Sequence[str] = ("class",)
     batch: int | None = None  # tiles per model call (None: by device)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 on GPUs, fp32 on CPUs) | fp32 | bf16 | fp16
+    compile: bool = False  # torch.compile the model (torch models on GPUs)
 
 
 def predict_job(opts: PredictOptions, place: Place = DEFAULT_PLACE) -> list[dict[str, Any]]:
@@ -121,27 +126,71 @@ def predict_job(opts: PredictOptions, place: Place = DEFAULT_PLACE) -> list[dict
     names = check_products(opts.products)
     if opts.batch is not None and opts.batch < 1:
         raise InputError(f"--batch {opts.batch} must be at least 1")
+    check_device(opts.device)
+    runtime, gpus = _local_runtime(opts) if place.local else (None, None)
     st = place.checked()
     items = list(opts.items) or scene_ids(st, opts.collection)
     ref = model_ref(opts.model, st)
     adapter = load_checked(ref, st)  # a bad model, item or band fails before any work
     scenes = [check_item(st, i, adapter, opts.collection)[0] for i in items]
-    config = {"items": items, "collection": opts.collection, "model": opts.model,
-              "products": list(names), "batch": opts.batch or "auto",
-              "scheduler": place.scheduler}
-    with place.cluster() as client:
-        ref = dataclasses.replace(ref, threads=worker_threads(client))
+    with place.cluster(gpus) as client:
+        runtime = runtime or _cluster_runtime(opts, client)
+        ref = dataclasses.replace(ref, threads=worker_threads(client), runtime=runtime)
+        note = runs_on(adapter, runtime)
+        resources = gpu_task_resources(client) if runtime.on_gpu else None
+        config = {"items": items, "collection": opts.collection, "model": opts.model,
+                  "products": list(names), "batch": opts.batch or "auto",
+                  "device": runtime.device, "precision": runtime.precision,
+                  "compile": runtime.compile, "runs_on": note, "scheduler": place.scheduler}
 
         def work(record: dict[str, Any]) -> list[dict[str, Any]]:
             record["model_id"] = adapter.spec.model_id
             done = record.setdefault("items", [])  # what finished, also when one fails
             for scene in scenes:
-                done.append(predict_item(st, client, scene["id"], ref, adapter,
-                                         collection=scene["collection"], products=names,
-                                         batch=opts.batch, progress=place.progress))
+                done.append({**predict_item(
+                    st, client, scene["id"], ref, adapter, collection=scene["collection"],
+                    products=names, batch=opts.batch, progress=place.progress,
+                    resources=resources),
+                    "runs_on": note})
             return done
 
         return place.record(st, "predict", config, work, client=client, key="items")
+
+
+def _local_runtime(opts: PredictOptions) -> tuple[Runtime, list[str] | None]:
+    """The runtime of a job on a cluster of its own, and the GPUs to start it with (one
+    worker each; every worker sees its GPU as ``cuda``)."""
+    gpus = visible_gpus()
+    runtime = resolve(opts.device, opts.precision, opts.compile, gpus=len(gpus))
+    if not runtime.on_gpu:
+        return runtime, None
+    _, _, index = runtime.device.partition(":")
+    return dataclasses.replace(runtime, device="cuda"), [gpus[int(index)]] if index else gpus
+
+
+def _cluster_runtime(opts: PredictOptions, client: Any) -> Runtime:
+    """The runtime on a running cluster: GPUs are its workers' ``GPU`` resources."""
+    if opts.device.startswith("cuda:"):
+        raise InputError(f"--device {opts.device} picks a GPU of this machine; on a cluster "
+                         "use --device cuda (each GPU worker runs on its own GPU)")
+    n = cluster_gpus(client)
+    if opts.device == "cuda" and not n:
+        raise InputError("--device cuda: no worker of the cluster has a GPU resource: start "
+                         "GPU workers with `dask worker ... --resources GPU=1` (see "
+                         "deploy/gpu.md) or use --device cpu")
+    return resolve(opts.device, opts.precision, opts.compile, gpus=n)
+
+
+def runs_on(adapter: Any, runtime: Runtime) -> str:
+    """Where the model runs, in words: the device, precision and, for ONNX models, the
+    onnxruntime provider (the CPU's when onnxruntime-gpu is missing)."""
+    where = f"{runtime.device}, {runtime.precision}" + (", compiled" if runtime.compile else "")
+    if adapter.spec.architecture.get("kind") != "onnx":
+        return where
+    if runtime.on_gpu and not onnx_has_cuda():
+        return (f"{runtime.device} for the block function; the ONNX model on the CPU "
+                "(onnxruntime has no CUDA provider here: pip install 'satchunk[gpu]')")
+    return f"{runtime.device}, fp32 (onnxruntime)"
 
 
 def scene_ids(st: Store, collection: str | None) -> list[str]:

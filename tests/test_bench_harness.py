@@ -75,16 +75,16 @@ def test_latest_results_have_every_target_and_the_readme_carries_their_table():
     assert r["date"][:10] in block and r["machine"] in block
 
 
-def test_cpu_models_take_one_tile_per_call_and_gpus_sixteen():
-    from models import call_batch, load_model
+def test_cpu_models_take_one_tile_per_call_and_gpus_128():
+    from models import Runtime, call_batch, load_model
 
     assert call_batch(load_model("unet")) == 1
     assert call_batch(load_model("ukis-csmask:4b")) == 1
 
     class OnGpu:
-        device = type("Device", (), {"type": "cuda"})()
+        runtime = Runtime("cuda", "bf16")
 
-    assert call_batch(OnGpu()) == 16
+    assert call_batch(OnGpu()) == 128
 
 
 def test_fewer_shards_than_worker_threads_get_the_spare_cores(client):

@@ -6,6 +6,7 @@ is numpy's 'symmetric' padding; the blend window is a partition of unity."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -35,14 +36,14 @@ def chunked(raw, adapter, shard, batch=5):
             (y0, _, x0, _), acc = shared_probs(read, NAMES, adapter, RADIOMETRY, plan, ys, xs,
                                                batch)
             for target, (r0, r1, c0, c1) in plan.targets(owner, group):
-                parts[owner, group, target] = acc[:, r0 - y0:r1 - y0, c0 - x0:c1 - x0]
+                parts[owner, group, target] = acc[:, r0 - y0:r1 - y0, c0 - x0:c1 - x0].numpy()
     probs = np.zeros((adapter.spec.num_classes, H, W), np.float32)
     valid = np.zeros((H, W), bool)
     for s in plan.shards():
         pieces = [(rect, parts.pop((o, g, s))) for o, g, rect in plan.sources(s)]
         p, v = shard_probs(read, NAMES, adapter, RADIOMETRY, plan, s, pieces, batch)
         y0, y1, x0, x1 = plan.window(s)
-        probs[:, y0:y1, x0:x1], valid[y0:y1, x0:x1] = p, v
+        probs[:, y0:y1, x0:x1], valid[y0:y1, x0:x1] = p.numpy(), v.numpy()
     assert not parts  # every piece written reaches a shard
     return probs, valid
 
@@ -52,10 +53,11 @@ class Counting:
 
     def __init__(self, adapter):
         self.spec, self.inner, self.calls = adapter.spec, adapter, 0
+        self.runtime, self.device = adapter.runtime, adapter.device
 
-    def predict(self, tiles):
+    def probabilities(self, tiles):
         self.calls += len(tiles)
-        return self.inner.predict(tiles)
+        return self.inner.probabilities(tiles)
 
 
 def scene(h, w, seed):
@@ -79,15 +81,15 @@ def test_chunked_equals_whole_image(h, w, shard_chunks, tile, halo_frac, offset,
     adapter = new_model("unet", tile=tile, halo=halo, tile_offset=offset % stride, depth=2,
                         width=4, seed=seed, mean=(0.15,) * 4, std=(0.08,) * 4)
     raw = scene(h, w, seed)
-    whole, wvalid = predict_scene(raw, NAMES, adapter, RADIOMETRY, batch=7)
+    whole, wvalid = (t.numpy() for t in predict_scene(raw, NAMES, adapter, RADIOMETRY, batch=7))
     counting = Counting(adapter)
     parts, pvalid = chunked(raw, counting, shard=8 * shard_chunks)
     plan = TilePlan.of(adapter.spec, (h, w), 8 * shard_chunks)
     assert counting.calls == plan.tile_count()  # every tile of the scene once
     np.testing.assert_array_equal(wvalid, pvalid)
     assert np.abs(whole - parts).max() <= 1e-4
-    cw = make_products(whole, wvalid, ("class",))["class"]
-    cp = make_products(parts, pvalid, ("class",))["class"]
+    cw = make_products(torch.from_numpy(whole), torch.from_numpy(wvalid), ("class",))["class"]
+    cp = make_products(torch.from_numpy(parts), torch.from_numpy(pvalid), ("class",))["class"]
     assert np.mean(cw == cp) >= 0.9999
     assert (cw[: h // 5, : w // 6] == 255).all()  # nodata gets the nodata class
 
@@ -125,7 +127,8 @@ def test_blend_window_is_a_partition_of_unity():
 def test_products_quantization():
     p = np.array([[[0.7, 0.2]], [[0.2, 0.5]], [[0.1, 0.3]]], np.float32)  # K=3, 1x2 pixels
     valid = np.array([[True, False]])
-    out = make_products(p, valid, ("class", "probability", "entropy", "margin"))
+    out = make_products(torch.from_numpy(p), torch.from_numpy(valid),
+                        ("class", "probability", "entropy", "margin"))
     assert out["class"].tolist() == [[0, 255]]
     assert out["probability"][:, 0, 0].tolist() == [178, 51, 26]
     assert out["probability"][:, 0, 1].tolist() == [0, 0, 0]

@@ -75,7 +75,7 @@ def test_csmask_on_sentinel2_agrees_with_ukis_and_is_seamless(capsys, cli_env, s
     raw = dn.reflectance.sel(band=CSMASK_BANDS).values
     enc = dn.reflectance.attrs
     rad = Radiometry(enc.get("scale_factor", 1e-4), enc.get("add_offset", 0.0), 0.0)
-    probs, valid = predict_scene(raw, CSMASK_BANDS, adapter, rad)
+    probs, valid = (t.numpy() for t in predict_scene(raw, CSMASK_BANDS, adapter, rad))
     whole_class = np.where(valid, probs.argmax(0), 255)
     assert np.mean(whole_class == ours) >= 0.9999
     q = np.rint(probs * 255).astype(np.int16)

@@ -135,7 +135,8 @@ def test_predict_on_separate_scheduler_and_two_workers(capsys, cli_env, s3_store
     enc = dn.reflectance.attrs
     rad = Radiometry(enc["scale_factor"], enc["add_offset"], 0.0)
     adapter = load_model(str(ckpt))
-    probs, valid = predict_scene(raw, ["blue", "green", "red", "nir"], adapter, rad)
+    probs, valid = (t.numpy() for t in predict_scene(raw, ["blue", "green", "red", "nir"],
+                                                      adapter, rad))
     mask = _mask(s3_store, "tiny-1")
     stored = np.rint(mask["probability"].values * 255)
     assert np.abs(np.rint(probs * 255) - stored).max() <= 1

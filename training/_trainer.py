@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from chunkstore import InputError, Store
-from models import ModelSpec, match_bands, new_model
+from models import ModelSpec, match_bands, new_model, resolve
 
 from ._checkpoints import has_checkpoint, load_last, save_best, save_last, saved_split
 from ._data import SceneRef, labelled_scenes
@@ -97,16 +97,6 @@ class TrainConfig:
             raise InputError("; ".join(bad))
 
 
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: no CUDA device here; use --device cpu")
-    return name
-
-
 def _common_bands(scenes: Sequence[SceneRef]) -> list[str]:
     first = list(scenes[0].bands)
     return [b for b in first if all(b in s.bands for s in scenes[1:])]
@@ -168,7 +158,7 @@ def train(store: Store, out: Store, cfg: TrainConfig, *, resume: bool = False,
     if has_checkpoint(out) and not resume:
         raise InputError(f"{out.uri} already holds a checkpoint: pass --resume to continue it "
                          "or choose another --out")
-    device = _device(cfg.device)
+    device = resolve(cfg.device, "fp32").device
     torch.use_deterministic_algorithms(True, warn_only=True)
     mean, std = _norm_stats(store, plan, spec0, patch, cfg.seed)
     adapter = new_model(cfg.model, bands=spec0.bands, classes=spec0.classes,
