@@ -1,6 +1,6 @@
 """``make bench``: every measurement in one run, on one embedded S3 server and one
 local cluster (2 workers x 1 thread), on the real Sentinel-2 crop and mosaics of it.
-Writes ``benchmarks/results/latest.json`` (P1..P6 with value, target and met, plus
+Writes ``benchmarks/results/latest.json`` (P1..P7 and P9 with value, target and met, plus
 scheduling, cost and the GPU note), prints the Markdown table and puts it in the
 README between the bench markers.
 
@@ -13,14 +13,16 @@ import argparse
 import time
 from pathlib import Path
 
-from benchmarks import inference, ingest, peers, training
+from benchmarks import inference, ingest, peers, pipeline, training
 from benchmarks._report import table, update_readme
 from benchmarks._results import bench_env, gpu_name, header, save
 
 # P6: a scene of 4 shards on the 2 workers (3072^2 in 1536 px shards: as 4096^2 in the
 # default 2048 px, at half the run time) and one of 1 shard, for memory growth
-FULL = {"sizes": (2048, 8192, 16384), "p3": 8192, "p1": (2048, 1024), "p6": (3072, 1536)}
-QUICK = {"sizes": (1024, 2048), "p3": 2048, "p1": (1024, 512), "p6": (1024, 512)}
+FULL = {"sizes": (2048, 8192, 16384), "p3": 8192, "p1": (2048, 1024), "p6": (3072, 1536),
+        "pipeline": pipeline.FULL}
+QUICK = {"sizes": (1024, 2048), "p3": 2048, "p1": (1024, 512), "p6": (1024, 512),
+         "pipeline": pipeline.QUICK}
 
 
 def run(repeats: int, scale: dict) -> dict:
@@ -56,6 +58,10 @@ def run(repeats: int, scale: dict) -> dict:
         print("== peers: P6")
         r["P6"] = peers.measure(bench, *scale["p6"], repeats)
         lap("peers (P6)")
+        print("== pipeline: P7, P9 (null model)")
+        pl = pipeline.measure(bench, repeats, scale["pipeline"])
+        r["P7"], r["P9"] = pl["P7"], pl["P9"]
+        lap("pipeline (P7, P9)")
     csmask = r["P1"]["models"]["ukis-csmask:4b"]
     r["scheduling"] = {m: v["scheduling"] | {"useful_pixels": v["useful_pixels"]}
                        for m, v in r["P1"]["models"].items()}

@@ -39,6 +39,7 @@ from ._stac import (
     list_collections,
     list_items,
     read_item,
+    refresh_collection,
     scene_item,
     write_item,
 )
@@ -63,7 +64,8 @@ __all__ = [
     "done_label_shards", "done_mask_shards", "done_shards", "find_item", "footprint_wgs84",
     "item_key", "list_collections", "list_items", "list_runs", "mask_attrs", "mask_item_id",
     "mask_key", "model_key", "new_run_id", "open_scene", "open_store", "output_lock",
-    "read_checked", "read_item", "read_mask", "read_scene", "run_key", "run_shard_tasks",
-    "scene_attrs", "scene_item", "scene_key", "shard_stats", "start_s3_server", "validate_id",
-    "write_item", "write_label_shard", "write_mask_shard", "write_run", "write_shard",
+    "read_checked", "read_item", "read_mask", "read_scene", "refresh_collection", "run_key",
+    "run_shard_tasks", "scene_attrs", "scene_item", "scene_key", "shard_stats",
+    "start_s3_server", "validate_id", "write_item", "write_label_shard", "write_mask_shard",
+    "write_run", "write_shard",
 ]

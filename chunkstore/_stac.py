@@ -211,11 +211,13 @@ def _collection_dict(collection: str, items: list[dict[str, Any]]) -> dict:
     return d
 
 
-def write_item(store: Store, item: pystac.Item) -> str:
+def write_item(store: Store, item: pystac.Item, refresh: bool = True) -> str:
     """Write ``item`` into its collection. The item object is the commit marker.
 
     Returns the item's key. The collection's extent and item links are then
-    refreshed from a listing.
+    refreshed from a listing, unless ``refresh`` is False: a job committing many items
+    refreshes once at its end (:func:`refresh_collection`; each refresh reads every
+    item of the collection).
     """
     collection = validate_id(item.collection_id or "", "collection")
     _ensure_catalog(store, collection)
@@ -224,7 +226,8 @@ def write_item(store: Store, item: pystac.Item) -> str:
                           json.dumps(_collection_dict(collection, []), indent=2).encode())
     key = item_key(collection, item.id)
     store.write_bytes(key, json.dumps(_item_dict(item), indent=2).encode())
-    refresh_collection(store, collection)
+    if refresh:
+        refresh_collection(store, collection)
     return key
 
 

@@ -3,40 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
-import time
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from chunkstore import (
     FirstTasks,
     InputError,
-    MaskSchema,
     NotFoundError,
     SceneInfo,
     Store,
-    StoreError,
-    create_mask,
-    delete_item,
-    done_mask_shards,
     find_item,
-    item_key,
-    mask_attrs,
-    mask_item_id,
-    mask_key,
     open_store,
-    output_lock,
     read_scene,
+    refresh_collection,
     run_shard_tasks,
     scene_key,
-    write_item,
 )
 from models import Adapter, Radiometry, match_bands
 
-from ._mask_item import mask_item
-from ._parts import parts_prefix
+from ._chips import ChipBatch, predict_chips
+from ._commit import Checked, commit_prediction, mask_plan
 from ._runner import (
     ModelRef,
     PredictJob,
@@ -115,82 +104,116 @@ def _checked_scene(store: Store, item: str, adapter: Adapter, collection: str | 
     return scene, info, idx, names
 
 
+def check_items(store: Store, items: Sequence[str], adapter: Adapter,
+                collection: str | None = None, threads: int = 8) -> list[Checked]:
+    """:func:`check_item` for every item, a few at a time (each costs store round trips;
+    thousands of chips are checked in seconds, not minutes)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(item: str) -> Checked:
+        return Checked(*_checked_scene(store, item, adapter, collection))
+
+    with ThreadPoolExecutor(max(1, min(threads, len(items)))) as pool:
+        return list(pool.map(one, items))
+
+
+# a task takes one-shard scenes (chips) until it holds about this many pixels: a 2048^2
+# shard's worth, so 256^2 chips go 64 to a task
+CHIP_PIXELS = 2048 * 2048
+
+
+def predict_items(store: Store, client: Any, checked: Sequence[Checked], ref: ModelRef,
+                  adapter: Adapter, *, products: Sequence[str] = ("class",),
+                  batch: int | None = None, progress: bool = True,
+                  resources: dict[str, float] | None = None,
+                  done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Predict checked scene items; one summary each (also handed to ``done`` as each
+    finishes). Scenes of several shards run one at a time over the cluster; scenes of
+    one shard (chips) go several to a task, each chip predicted and committed whole in
+    its task, and the collection's catalog is refreshed once at the end."""
+    out: list[dict[str, Any]] = []
+    chips = [c for c in checked if c.info.grid.n_shards == (1, 1)]
+    big = [c for c in checked if c.info.grid.n_shards != (1, 1)]
+    try:
+        for c in big:
+            out.append(_predict_checked(store, client, c, ref, adapter, products=products,
+                                        batch=batch, progress=progress, resources=resources))
+            if done:
+                done(out[-1])
+        if chips:
+            for res in _predict_chips(store, client, chips, ref, adapter, products, batch,
+                                      progress, resources):
+                out.append(res)
+                if done:
+                    done(res)
+    finally:
+        if chips:
+            for coll in sorted({c.scene["collection"] for c in chips}):
+                refresh_collection(store, coll)
+    return out
+
+
+def _predict_chips(store: Store, client: Any, chips: Sequence[Checked], ref: ModelRef,
+                   adapter: Adapter, products: Sequence[str], batch: int | None,
+                   progress: bool, resources: dict[str, float] | None
+                   ) -> list[dict[str, Any]]:
+    groups: list[list[Checked]] = [[]]
+    pixels = 0
+    for c in chips:
+        if groups[-1] and pixels + c.info.grid.height * c.info.grid.width > CHIP_PIXELS:
+            groups.append([])
+            pixels = 0
+        groups[-1].append(c)
+        pixels += c.info.grid.height * c.info.grid.width
+    plans = [[mask_plan(store, c, ref, adapter, products) for c in g] for g in groups]
+    tasks = [ChipBatch(store.without_credentials(), tuple(zip(g, p, strict=True)), ref,
+                       tuple(products), batch) for g, p in zip(groups, plans, strict=True)]
+    first, last = (g[0].scene for g in groups), (g[-1].scene for g in groups)
+    coll = chips[0].scene["collection"]
+    results = run_shard_tasks(
+        client, predict_chips, tasks, store.credentials,
+        [f"chips-{hashlib.sha1(t.key().encode()).hexdigest()[:12]}" for t in tasks],
+        [f"chips {a['id']} .. {b['id']} of {coll}" for a, b in zip(first, last, strict=True)],
+        total=len(tasks), done=0, desc=f"{len(chips)} chips {adapter.spec.model_id}",
+        progress=progress, resources=resources)
+    return [r for group in results for r in group]
+
+
 def predict_item(store: Store, client: Any, item: str, ref: ModelRef, adapter: Adapter, *,
                  collection: str | None = None, products: Sequence[str] = ("class",),
                  batch: int | None = None, progress: bool = True,
                  resources: dict[str, float] | None = None) -> dict[str, Any]:
     """Predict one scene item; returns a summary with the mask URI and seconds. Its tasks
     ask the workers for ``resources`` (a share of a GPU on GPU runs)."""
-    t0 = time.perf_counter()
-    scene, info, idx, names = _checked_scene(store, item, adapter, collection)
-    collection = scene["collection"]
-    skey = info.key
-    spec = adapter.spec
-    radiometry = Radiometry(info.scale, info.offset, info.fill)
-    grid = info.grid
-    H, W, shard = grid.height, grid.width, grid.shard
-    model_id = spec.model_id
-    mkey = mask_key(collection, item, model_id)
-    mitem_id = mask_item_id(item, model_id)
-    fingerprint = {"model_ref": ref.ref, "model": spec.to_dict(), "products": list(products),
-                   "scene": info.attrs.get("satchunk", {}).get("fingerprint"),
-                   "nodata": "any-model-band", "tiles": "each-once"}
-    schema = MaskSchema(grid=grid, crs_wkt=info.crs_wkt, transform=info.transform,
-                        classes=spec.classes, colors=spec.colors, products=tuple(products),
-                        attrs={"fingerprint": fingerprint, "model_id": model_id,
-                               "scene": item, "collection": collection})
-    summary = {"collection": collection, "item": item, "model_id": model_id,
-               "mask": store.url(mkey), "mask_item": mitem_id, "products": list(products),
-               "shards": grid.n_shards[0] * grid.n_shards[1]}
-    def state() -> tuple[bool, bool]:
-        """(the mask's layout matches this request, its item is committed)"""
-        attrs = (mask_attrs(store, mkey) or {}).get("satchunk", {})
-        return attrs.get("fingerprint") == fingerprint, store.exists(item_key(collection,
-                                                                            mitem_id))
+    c = Checked(*_checked_scene(store, item, adapter, collection))
+    return _predict_checked(store, client, c, ref, adapter, products=products, batch=batch,
+                            progress=progress, resources=resources)
 
-    same, committed = state()
-    if same and committed:
-        return {**summary, "status": "exists", "written_shards": 0,
-                "seconds": round(time.perf_counter() - t0, 3)}
-    with output_lock(store, mkey, f"mask {store.url(mkey)}") as lock:
-        same, committed = state()  # again: another job may have finished it meanwhile
-        if same and committed:
-            return {**summary, "status": "exists", "written_shards": 0,
-                    "seconds": round(time.perf_counter() - t0, 3)}
-        if committed:
-            delete_item(store, collection, mitem_id)
-        done = done_mask_shards(store, mkey) if same else set()
-        if not same:
-            store.delete(parts_prefix(mkey))
-            create_mask(store, mkey, schema)
-        left = [(sy, sx) for sy, sx in grid.shards() if (sy, sx) not in done]
+
+def _predict_checked(store: Store, client: Any, c: Checked, ref: ModelRef, adapter: Adapter,
+                     *, products: Sequence[str], batch: int | None, progress: bool,
+                     resources: dict[str, float] | None) -> dict[str, Any]:
+    """One scene over the cluster: its shard tasks, and the border-tile tasks first."""
+    plan = mask_plan(store, c, ref, adapter, products)
+    spec, grid = adapter.spec, c.info.grid
+    collection, item = c.scene["collection"], c.scene["id"]
+
+    def run(left: list[tuple[int, int]], ref: ModelRef) -> None:
         ref = dataclasses.replace(ref, threads=max(
             ref.threads, worker_threads(client, tasks=len(left) or None)))
-        job = PredictJob(store.without_credentials(), skey, mkey, idx, names, radiometry,
-                         schema, ref, batch)
-        first = _shared_tasks(job, TilePlan.of(spec, (H, W), shard), left)
+        job = PredictJob(store.without_credentials(), c.info.key, plan.key, c.idx, c.names,
+                         Radiometry(c.info.scale, c.info.offset, c.info.fill), plan.schema,
+                         ref, batch)
+        first = _shared_tasks(job, TilePlan.of(spec, grid.shape, grid.shard), left)
         run_shard_tasks(client, predict_shard, [ShardPrediction(job, *s) for s in left],
                         store.credentials, [f"{task_key(job)}-{sy}-{sx}" for sy, sx in left],
                         [f"shard {sy},{sx} of {collection}/{item}" for sy, sx in left],
-                        total=summary["shards"], done=len(done), desc=f"{item} {model_id}",
-                        progress=progress, first=first, resources=resources)
-        lock.confirm(f"mask {store.url(mkey)}")
-        seconds = round(time.perf_counter() - t0, 3)
-        mitem = mask_item(scene, mitem_id, store.url(mkey), f"../{item}/{item}.json",
-                          spec.to_dict(), products, datetime.now(UTC),
-                          {"satchunk:seconds": seconds, "satchunk:model_ref": ref.ref})
-        write_item(store, mitem)  # the commit
-        _drop_parts(store, mkey)
-    return {**summary, "status": "predicted", "written_shards": len(left), "seconds": seconds}
+                        total=plan.summary["shards"],
+                        done=plan.summary["shards"] - len(left),
+                        desc=f"{item} {spec.model_id}", progress=progress, first=first,
+                        resources=resources)
 
-
-def _drop_parts(store: Store, mkey: str) -> None:
-    """Delete the pieces of a committed mask; one that stays is only wasted space."""
-    try:
-        store.delete(parts_prefix(mkey))
-    except StoreError as exc:
-        log.warning("could not delete %s (%s): delete it by hand",
-                    store.url(parts_prefix(mkey)), exc)
+    return commit_prediction(store, c, plan, ref, spec, run)
 
 
 def _shared_tasks(job: PredictJob, plan: TilePlan, left: list[tuple[int, int]]

@@ -92,7 +92,7 @@ class PredictJob:
     batch: int | None  # None: models.call_batch
 
 
-def _read_window(job: PredictJob, store: Store, window: tuple[int, int, int, int]
+def read_window(job: PredictJob, store: Store, window: tuple[int, int, int, int]
                  ) -> np.ndarray:
     """The model's bands of ``window`` = (y0, y1, x0, x1).
 
@@ -155,7 +155,7 @@ def predict_shared(task: SharedTiles, credentials: Credentials) -> None:
     adapter = worker_model(job.model, credentials)
     plan = plan_of(job, adapter)
     ys, xs = plan.groups(owner)[group]
-    (y0, _, x0, _), acc = shared_probs(lambda *w: _read_window(job, store, w), job.names,
+    (y0, _, x0, _), acc = shared_probs(lambda *w: read_window(job, store, w), job.names,
                                        adapter, job.radiometry, plan, ys, xs, job.batch)
     host = acc.cpu().numpy()
     del acc
@@ -163,7 +163,7 @@ def predict_shared(task: SharedTiles, credentials: Credentials) -> None:
         write_part(store, part_key(job.mask_key, owner, group, target), (r0, r1, c0, c1),
                    host[:, r0 - y0:r1 - y0, c0 - x0:c1 - x0])
     del host
-    _trim_heap()
+    trim_heap()
 
 
 def predict_shard(task: ShardPrediction, credentials: Credentials) -> None:
@@ -177,15 +177,15 @@ def predict_shard(task: ShardPrediction, credentials: Credentials) -> None:
     k = adapter.spec.num_classes
     pieces = ((rect, read_part(store, part_key(job.mask_key, owner, group, shard), rect, k))
               for owner, group, rect in plan.sources(shard))
-    probs, valid = shard_probs(lambda *w: _read_window(job, store, w), job.names, adapter,
+    probs, valid = shard_probs(lambda *w: read_window(job, store, w), job.names, adapter,
                                job.radiometry, plan, shard, pieces, job.batch)
     write_mask_shard(store, job.mask_key, job.schema, task.sy, task.sx,
                      products(probs, valid, job.schema.products))
     del probs, valid
-    _trim_heap()
+    trim_heap()
 
 
-def _trim_heap() -> None:
+def trim_heap() -> None:
     """Give the shard's freed arrays back to the OS: glibc otherwise keeps a growing,
     fragmented heap over many shards and the worker's RSS creeps up."""
     try:

@@ -14,7 +14,7 @@ from ._device import (
 from ._errors import ModelError
 from ._export import export_onnx
 from ._indices import index_bands, spectral_index
-from ._inputs import ALIASES, Radiometry, match_bands, model_inputs
+from ._inputs import ALIASES, Radiometry, match_bands, model_inputs, valid_pixels
 from ._registry import is_checkpoint_ref, load_model, new_model
 from ._spec import INDICES, ModelSpec
 
@@ -24,4 +24,5 @@ __all__ = [
     "check_device", "cuda_count", "export_onnx", "index_bands", "is_checkpoint_ref",
     "load_checkpoint", "load_model", "match_bands", "model_inputs", "new_model",
     "numpy_predict", "onnx_has_cuda", "resolve", "save_checkpoint", "spectral_index",
+    "valid_pixels",
 ]

@@ -115,11 +115,11 @@ def predict_job(opts: PredictOptions, place: Place = DEFAULT_PLACE) -> list[dict
     """Masks for scenes, written to ``masks/<collection>/<item>/<model-id>.zarr`` and
     committed as derived STAC items; one result per item."""
     from inference import (
-        check_item,
+        check_items,
         check_products,
         load_checked,
         model_ref,
-        predict_item,
+        predict_items,
         worker_threads,
     )
 
@@ -132,7 +132,7 @@ def predict_job(opts: PredictOptions, place: Place = DEFAULT_PLACE) -> list[dict
     items = list(opts.items) or scene_ids(st, opts.collection)
     ref = model_ref(opts.model, st)
     adapter = load_checked(ref, st)  # a bad model, item or band fails before any work
-    scenes = [check_item(st, i, adapter, opts.collection)[0] for i in items]
+    checked = check_items(st, items, adapter, opts.collection)
     with place.cluster(gpus) as client:
         runtime = runtime or _cluster_runtime(opts, client)
         ref = dataclasses.replace(ref, threads=worker_threads(client), runtime=runtime)
@@ -146,12 +146,9 @@ def predict_job(opts: PredictOptions, place: Place = DEFAULT_PLACE) -> list[dict
         def work(record: dict[str, Any]) -> list[dict[str, Any]]:
             record["model_id"] = adapter.spec.model_id
             done = record.setdefault("items", [])  # what finished, also when one fails
-            for scene in scenes:
-                done.append({**predict_item(
-                    st, client, scene["id"], ref, adapter, collection=scene["collection"],
-                    products=names, batch=opts.batch, progress=place.progress,
-                    resources=resources),
-                    "runs_on": note})
+            predict_items(st, client, checked, ref, adapter, products=names,
+                          batch=opts.batch, progress=place.progress, resources=resources,
+                          done=lambda r: done.append({**r, "runs_on": note}))
             return done
 
         return place.record(st, "predict", config, work, client=client, key="items")
