@@ -108,6 +108,17 @@ def _timed_predict(bench: Bench, store: Store, opts: PredictOptions,
     return time.perf_counter() - t0
 
 
+def _runs(bench: Bench, store: Store, opts: PredictOptions, repeats: int, label: str
+          ) -> list[float]:
+    """Seconds of ``repeats`` predicts after a warm-up, each printed as it ends."""
+    print(f"{label} warm-up: {_timed_predict(bench, store, opts):.2f} s", flush=True)
+    walls = []
+    for i in range(repeats):
+        walls.append(_timed_predict(bench, store, opts))
+        print(f"{label} run {i}: {walls[-1]:.2f} s", flush=True)
+    return walls
+
+
 # -- P7 ------------------------------------------------------------------------------------
 
 def _in_process(bench: Bench, store: Store, opts: PredictOptions, profile: bool
@@ -217,11 +228,7 @@ def split(bench: Bench, store: Store, opts: PredictOptions, dask_wall: float) ->
 def p7(bench: Bench, model: str, size: int, shard: int, repeats: int) -> dict:
     store, item = bench.ingested(size, "p7", shard, CHUNK)
     opts = PredictOptions([item], model, COLLECTION)
-    print(f"P7 warm-up: {_timed_predict(bench, store, opts):.2f} s", flush=True)
-    walls = []
-    for i in range(repeats):
-        walls.append(_timed_predict(bench, store, opts))
-        print(f"P7 run {i}: {walls[-1]:.2f} s", flush=True)
+    walls = _runs(bench, store, opts, repeats, "P7")
     med = statistics.median(walls)
     cores = sum(bench.client.nthreads().values())
     value = size * size / 1e6 / med / cores
@@ -323,11 +330,7 @@ def p9(bench: Bench, model: str, chips: int, scene_size: int, repeats: int,
     # one scene
     sstore, sitem = bench.ingested(scene_size, "p9-scene", SHARD, CHUNK)
     sopts = PredictOptions([sitem], model, COLLECTION)
-    print(f"P9 scene warm-up: {_timed_predict(bench, sstore, sopts):.2f} s", flush=True)
-    swalls = []
-    for i in range(repeats):
-        swalls.append(_timed_predict(bench, sstore, sopts))
-        print(f"P9 scene {scene_size}^2 run {i}: {swalls[-1]:.2f} s", flush=True)
+    swalls = _runs(bench, sstore, sopts, repeats, f"P9 scene {scene_size}^2")
     smed = statistics.median(swalls)
     scene_mpix = scene_size * scene_size / 1e6
     scene = {"size": scene_size, "mpix": round(scene_mpix, 2),

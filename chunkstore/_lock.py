@@ -97,12 +97,13 @@ def output_lock(store: Store, key: str, what: str, ttl: float = TTL_S
             "since": datetime.now(UTC).isoformat(timespec="seconds"),
             "heartbeat": time.time(), "ttl_s": ttl}
     # a create retried after a reset may find its own first attempt: that is ours
-    if not store.create_bytes(lkey, _dump(body)) and _ours(store, lkey, owner) is None:
+    etag = store.create_bytes(lkey, _dump(body))
+    if etag is None and _ours(store, lkey, owner) is None:
         _take_over(store, lkey, body, what, ttl)
     lock = None
     renew = None
     try:
-        etag = _ours(store, lkey, owner)
+        etag = etag or _ours(store, lkey, owner)
         if etag is None:
             raise LockedError(f"{what} was just taken by another job: wait for it to finish")
         lock = OutputLock(store, lkey, body, etag, ttl)
@@ -115,14 +116,18 @@ def output_lock(store: Store, key: str, what: str, ttl: float = TTL_S
             lock._stop.set()
         if renew is not None:
             renew.join(timeout=10)  # a renewal stuck on a dead store is left behind
-        _release(store, lkey, owner)
+        _release(store, lkey, owner, None if lock is None else lock.etag)
 
 
-def _release(store: Store, lkey: str, owner: str) -> None:
-    """Delete the lock if it is still ours (never another job's)."""
+def _release(store: Store, lkey: str, owner: str, etag: str | None) -> None:
+    """Delete the lock if it is still ours (never another job's): still the object we
+    wrote last (its tag, ``etag``), or one that names us as owner."""
     try:
-        if _ours(store, lkey, owner) is not None:
-            store.delete(lkey)
+        if (etag is not None and store.etag(lkey) == etag) \
+                or _ours(store, lkey, owner) is not None:
+            store.delete_object(lkey)
+    except NotFoundError:
+        pass
     except SatchunkError as exc:  # it expires by itself
         log.warning("could not release %s: %s", lkey, exc)
 
@@ -143,7 +148,7 @@ def _take_over(store: Store, lkey: str, body: dict, what: str, ttl: float) -> No
         etag = store.etag(lkey)
         held = json.loads(store.read_bytes(lkey))
     except NotFoundError:  # released just now: one more try
-        if store.create_bytes(lkey, _dump(body)):
+        if store.create_bytes(lkey, _dump(body)) is not None:
             return
         raise LockedError(f"{what} is being written by another job: wait for it to "
                           "finish and re-run") from None

@@ -279,10 +279,8 @@ def write_skeleton(store: Store, key: str, ds: Any, encoding: dict[str, Any]) ->
 def scene_attrs(store: Store, key: str) -> dict[str, Any] | None:
     """The group attributes of the scene (or mask) Zarr at ``key``, or None if there
     is none."""
-    if not store.exists(f"{key}/zarr.json"):
-        return None
-    meta = json.loads(store.read_bytes(f"{key}/zarr.json"))
-    return dict(meta.get("attributes", {}))
+    meta = array_meta(store, key)
+    return None if meta is None else dict(meta.get("attributes", {}))
 
 
 def done_shards(store: Store, key: str) -> set[tuple[int, int]]:
@@ -290,11 +288,15 @@ def done_shards(store: Store, key: str) -> set[tuple[int, int]]:
     return shard_objects(store, f"{key}/{REFLECTANCE}/c/0")
 
 
-def shard_objects(store: Store, prefix: str, ndim: int = 2) -> set[tuple[int, int]]:
+def shard_objects(store: Store, prefix: str, ndim: int = 2,
+                  listed: Sequence[str] | None = None) -> set[tuple[int, int]]:
     """(sy, sx) of the shard objects ``PREFIX/sy/sx[/...]`` of a sharded array whose
-    chunk keys have ``ndim`` parts, the first two being the shard row and column."""
+    chunk keys have ``ndim`` parts, the first two being the shard row and column;
+    ``listed``: keys just listed under a prefix holding ``prefix`` (else it is listed)."""
     done = set()
-    for k in store.list(prefix):
+    keys = store.list(prefix) if listed is None else [k for k in listed
+                                                      if k.startswith(prefix + "/")]
+    for k in keys:
         parts = k[len(prefix) + 1:].split("/")
         if len(parts) == ndim and all(p.isdigit() for p in parts):
             done.add((int(parts[0]), int(parts[1])))

@@ -214,16 +214,17 @@ def _collection_dict(collection: str, items: list[dict[str, Any]]) -> dict:
 def write_item(store: Store, item: pystac.Item, refresh: bool = True) -> str:
     """Write ``item`` into its collection. The item object is the commit marker.
 
-    Returns the item's key. The collection's extent and item links are then
-    refreshed from a listing, unless ``refresh`` is False: a job committing many items
-    refreshes once at its end (:func:`refresh_collection`; each refresh reads every
-    item of the collection).
+    Returns the item's key. The catalog's link to the collection and the collection's
+    extent and item links are then refreshed from a listing, unless ``refresh`` is
+    False: a job committing many items refreshes once at its end
+    (:func:`refresh_collection`; each refresh reads every item of the collection).
     """
     collection = validate_id(item.collection_id or "", "collection")
-    _ensure_catalog(store, collection)
-    if not store.exists(collection_key(collection)):
-        store.write_bytes(collection_key(collection),
-                          json.dumps(_collection_dict(collection, []), indent=2).encode())
+    if refresh:
+        _ensure_catalog(store, collection)
+        if not store.exists(collection_key(collection)):  # listed from now on
+            store.write_bytes(collection_key(collection),
+                              json.dumps(_collection_dict(collection, []), indent=2).encode())
     key = item_key(collection, item.id)
     store.write_bytes(key, json.dumps(_item_dict(item), indent=2).encode())
     if refresh:
@@ -232,6 +233,8 @@ def write_item(store: Store, item: pystac.Item, refresh: bool = True) -> str:
 
 
 def refresh_collection(store: Store, collection: str) -> None:
+    """The catalog's link to ``collection``, and its extent and item links."""
+    _ensure_catalog(store, collection)
     items = list_items(store, collection)
     store.write_bytes(collection_key(collection),
                       json.dumps(_collection_dict(collection, items), indent=2).encode())
@@ -244,12 +247,10 @@ def list_collections(store: Store) -> list[str]:
 def list_items(store: Store, collection: str) -> list[dict[str, Any]]:
     """Every committed item of ``collection`` (as STAC dicts), sorted by id."""
     validate_id(collection, "collection")
-    out = []
-    for key in store.list(f"stac/{collection}"):
-        parts = key.split("/")
-        if len(parts) == 4 and parts[3] == f"{parts[2]}.json":
-            out.append(json.loads(store.read_bytes(key)))
-    return sorted(out, key=lambda d: d["id"])
+    keys = [k for k in store.list(f"stac/{collection}")
+            if len(p := k.split("/")) == 4 and p[3] == f"{p[2]}.json"]
+    found = store.read_many(keys)  # one deleted since the listing is left out
+    return sorted((json.loads(found[k]) for k in keys if k in found), key=lambda d: d["id"])
 
 
 def read_item(store: Store, collection: str, item: str) -> dict[str, Any]:

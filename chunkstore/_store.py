@@ -193,8 +193,40 @@ class Store:
             self.fs.ls(self.bucket, detail=False, refresh=True)
 
     def read_bytes(self, key: str) -> bytes:
+        """One object, whole: one GET (s3fs's ``cat_file`` sends a HEAD first)."""
         with self._errors(f"read {key}"):
-            return bytes(self.fs.cat_file(self._path(key)))
+            if not self.is_s3:
+                return bytes(self.fs.cat_file(self._path(key)))
+            from fsspec.asyn import sync
+
+            return sync(self.fs.loop, _get, self.fs, *self._path(key).split("/", 1))
+
+    def read_many(self, keys: list[str]) -> dict[str, bytes]:
+        """Several objects, read concurrently; those missing are left out."""
+        if not keys:
+            return {}
+        paths = {self._path(k): k for k in keys}
+        with self._errors(f"read {len(keys)} objects under {keys[0].rsplit('/', 1)[0]}"):
+            if not self.is_s3:
+                found = {}
+                for p, k in paths.items():
+                    try:
+                        found[k] = Path(p).read_bytes()
+                    except FileNotFoundError:
+                        pass
+                return found
+            from fsspec.asyn import sync
+
+            got = sync(self.fs.loop, _get_many, self.fs, list(paths))
+        out = {}
+        for p, data in zip(paths, got, strict=True):
+            if isinstance(data, FileNotFoundError):
+                continue
+            if isinstance(data, BaseException):
+                with self._errors(f"read {paths[p]}"):
+                    raise data
+            out[paths[p]] = data
+        return out
 
     def write_bytes(self, key: str, data: bytes) -> None:
         """Write one object atomically (a reader sees the old object, the new one or none)."""
@@ -211,20 +243,32 @@ class Store:
             finally:
                 tmp.unlink(missing_ok=True)
 
-    def create_bytes(self, key: str, data: bytes) -> bool:
-        """Write ``key`` only if no object is there (S3 ``If-None-Match: *``); False if
-        one is."""
+    def write_many(self, objects: Mapping[str, bytes]) -> None:
+        """Write several objects concurrently (each atomically, in no given order)."""
+        if not self.is_s3:
+            for k, data in objects.items():
+                self.write_bytes(k, data)
+            return
+        if objects:
+            with self._errors(f"write {len(objects)} objects under "
+                              f"{next(iter(objects)).rsplit('/', 1)[0]}"):
+                self.fs.pipe({self._path(k): bytes(v) for k, v in objects.items()})
+
+    def create_bytes(self, key: str, data: bytes) -> str | None:
+        """Write ``key`` only if no object is there (S3 ``If-None-Match: *``): the new
+        object's tag (see :meth:`etag`), or None if one was there."""
         with self._errors(f"create {key}"):
             if self.is_s3:
                 try:
-                    self.fs.pipe_file(self._path(key), data, mode="create")
+                    out = self.fs.pipe_file(self._path(key), data, mode="create")
                 except FileExistsError:
-                    return False
+                    return None
                 except OSError as exc:  # s3fs reports a 412 as EINVAL
                     if _precondition_failed(exc):
-                        return False
+                        return None
                     raise
-                return True
+                return str(out["ETag"]) if isinstance(out, dict) and "ETag" in out \
+                    else self.etag(key)
             path = Path(self._path(key))
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
@@ -232,10 +276,10 @@ class Store:
                 tmp.write_bytes(data)
                 os.link(tmp, path)  # atomic, and only if nothing is there: whole or absent
             except FileExistsError:
-                return False
+                return None
             finally:
                 tmp.unlink(missing_ok=True)
-            return True
+            return hashlib.md5(data).hexdigest()
 
     def etag(self, key: str) -> str:
         """A tag that changes whenever the object at ``key`` changes."""
@@ -268,21 +312,46 @@ class Store:
             return hashlib.md5(data).hexdigest()
 
     def exists(self, key: str) -> bool:
+        """Whether the object ``key`` exists: one HEAD (a prefix is not an object)."""
         with self._errors(f"look up {key}"):
-            return bool(self.fs.exists(self._path(key)))
+            if not self.is_s3:
+                return Path(self._path(key)).is_file()
+            bucket, _, name = self._path(key).partition("/")
+            try:
+                self.fs.call_s3("head_object", Bucket=bucket, Key=name)
+            except FileNotFoundError:
+                return False
+            return True
 
     def list(self, prefix: str) -> list[str]:
         """Keys of every object under ``prefix`` (recursive), relative to the root."""
         base = self._path(prefix)
-        with self._errors(f"list {prefix}"):
-            try:
-                found = self.fs.find(base, detail=True)
-            except FileNotFoundError:
-                return []
         root = self._root.rstrip("/") + "/"
-        # objects only: an S3 server may keep an emptied prefix as a directory entry
-        return sorted(p[len(root):] if p.startswith(root) else p
-                      for p, info in found.items() if info.get("type") != "directory")
+        with self._errors(f"list {prefix}"):
+            if self.is_s3:
+                found = self._list_s3(base)
+            else:
+                try:
+                    info = self.fs.find(base, detail=True)
+                except FileNotFoundError:
+                    return []
+                found = [p for p, i in info.items() if i.get("type") != "directory"]
+        return sorted(p[len(root):] if p.startswith(root) else p for p in found)
+
+    def _list_s3(self, base: str) -> list[str]:
+        """``bucket/key`` of every object under the path ``base``: one LIST request per
+        1,000 keys (s3fs's ``find`` adds a HEAD and a LIST when nothing is there)."""
+        bucket, _, key = base.partition("/")
+        kw: dict[str, Any] = {"Bucket": bucket, "Prefix": key.rstrip("/") + "/" if key else ""}
+        out: list[str] = []
+        while True:
+            page = self.fs.call_s3("list_objects_v2", **kw)
+            # objects only: an S3 server may keep an emptied prefix as a directory entry
+            out += [f"{bucket}/{o['Key']}" for o in page.get("Contents", [])
+                    if not o["Key"].endswith("/")]
+            if not page.get("IsTruncated"):
+                return out
+            kw["ContinuationToken"] = page["NextContinuationToken"]
 
     def list_dirs(self, prefix: str) -> list[str]:
         """Names of the immediate sub-prefixes of ``prefix``."""
@@ -295,13 +364,51 @@ class Store:
         return sorted(posixpath.basename(e["name"].rstrip("/")) for e in entries
                       if e.get("type") == "directory")
 
+    def delete_object(self, key: str) -> None:
+        """Delete the one object ``key`` (one request); missing is fine."""
+        with self._errors(f"delete {key}"):
+            if self.is_s3:
+                self.fs.rm_file(self._path(key))
+            else:
+                Path(self._path(key)).unlink(missing_ok=True)
+
     def delete(self, prefix: str) -> None:
-        """Delete ``prefix`` and everything under it; missing is fine."""
+        """Delete ``prefix`` and everything under it; missing is fine. On S3: one LIST,
+        then one request per 1,000 objects (one DELETE if nothing is under it)."""
+        if not self.is_s3:
+            with self._errors(f"delete {prefix}"):
+                try:
+                    self.fs.rm(self._path(prefix), recursive=True)
+                except FileNotFoundError:
+                    pass
+            return
         with self._errors(f"delete {prefix}"):
-            try:
-                self.fs.rm(self._path(prefix), recursive=True)
-            except FileNotFoundError:
-                pass
+            found = self._list_s3(self._path(prefix))
+            if not found:
+                self.fs.rm_file(self._path(prefix))  # an object of that name, if any
+        root = self._root.rstrip("/") + "/"
+        self.delete_keys([p[len(root):] for p in found])
+
+    def delete_keys(self, keys: list[str]) -> None:
+        """Delete the objects ``keys`` (as :meth:`list` gives them); missing is fine. On
+        S3, one request per 1,000."""
+        if not self.is_s3:
+            for k in keys:
+                self.delete_object(k)
+            return
+        bucket = self.bucket
+        for i in range(0, len(keys), 1000):
+            with self._errors(f"delete {len(keys[i:i + 1000])} objects under "
+                              f"{keys[i].rsplit('/', 1)[0]}"):
+                out = self.fs.call_s3("delete_objects", Bucket=bucket, Delete={
+                    "Objects": [{"Key": self._path(k).partition("/")[2]}
+                                for k in keys[i:i + 1000]], "Quiet": True})
+            if out.get("Errors"):
+                e = out["Errors"][0]
+                raise StoreError(f"the object store {self.describe()} kept "
+                                 f"{len(out['Errors'])} object(s) under "
+                                 f"{keys[i].rsplit('/', 1)[0]} ({e.get('Code')}: "
+                                 f"{e.get('Message')}): re-run to finish")
 
     def _errors(self, action: str) -> _ErrorMap:
         return _ErrorMap(self, action)
@@ -364,6 +471,37 @@ def _s3fs(options: dict[str, Any]) -> Any:
     fs = s3fs.S3FileSystem(**options)
     fs.retries = _S3FS_ROUNDS
     return fs
+
+
+async def _get(fs: Any, bucket: str, key: str) -> bytes:
+    """One object, whole: a GET, retried as every request is (botocore's attempts within
+    s3fs's rounds), and sent once more if its body is cut mid-stream (which shows only
+    after botocore returned). s3fs's ``_cat_file`` would HEAD first, or nest its rounds
+    around a GET's own and double the time a dead endpoint takes to fail."""
+    from s3fs.core import S3_RETRYABLE_ERRORS
+
+    for attempt in range(_S3FS_ROUNDS):
+        resp = await fs._call_s3("get_object", Bucket=bucket, Key=key)
+        try:
+            return bytes(await resp["Body"].read())
+        except S3_RETRYABLE_ERRORS:
+            if attempt + 1 == _S3FS_ROUNDS:
+                raise
+        finally:
+            resp["Body"].close()
+    raise AssertionError("unreachable")
+
+
+async def _get_many(fs: Any, paths: list[str], at_once: int = 64) -> list[Any]:
+    """:func:`_get` of every ``bucket/key`` path, ``at_once`` at a time: its bytes, or
+    the exception it raised."""
+    import asyncio
+
+    out: list[Any] = []
+    for i in range(0, len(paths), at_once):
+        out += await asyncio.gather(*[_get(fs, *p.split("/", 1)) for p in paths[i:i + at_once]],
+                                    return_exceptions=True)
+    return out
 
 
 def _precondition_failed(exc: BaseException) -> bool:

@@ -147,11 +147,32 @@ def region_inputs(read: Reader, names: Sequence[str], spec: ModelSpec, radiometr
     raw = to_device(read(y0, y1, x0, x1), device)
     v = None if keep is None else valid_pixels(
         raw[:, keep[0] - y0:keep[1] - y0, keep[2] - x0:keep[3] - x0], radiometry)
-    iy = reflect(np.arange(region[0], region[1]), H) - y0
-    ix = reflect(np.arange(region[2], region[3]), W) - x0
-    raw = _take(_take(raw, iy, 1), ix, 2)  # mirrored as stored DN: a quarter of float32's bytes
-    x, _ = model_inputs(raw, names, spec, radiometry)
+    r0, r1, c0, c1 = region
+    iy, ix = reflect(np.arange(r0, r1), H), reflect(np.arange(c0, c1), W)
+    a0, a1, b0, b1 = max(r0, 0), min(r1, H), max(c0, 0), min(c1, W)
+    if not ((a0 <= iy) & (iy < a1)).all() or not ((b0 <= ix) & (ix < b1)).all():
+        # the mirror reaches scene pixels outside the region (a scene narrower than the
+        # region's margin): mirror the stored DN, then make the inputs
+        raw = _take(_take(raw, iy - y0, 1), ix - x0, 2)
+        return model_inputs(raw, names, spec, radiometry)[0], v
+    # the inputs of the region's scene pixels, made in place; its margins beyond the
+    # scene (inputs are per pixel, so mirroring them equals mirroring the DN) copied in
+    x = torch.empty((spec.in_channels, r1 - r0, c1 - c0), dtype=torch.float32,
+                    device=raw.device)
+    model_inputs(raw[:, a0 - y0:a1 - y0, b0 - x0:b1 - x0], names, spec, radiometry,
+                 out=x[:, a0 - r0:a1 - r0, b0 - c0:b1 - c0])
+    cols = slice(b0 - c0, b1 - c0)
+    for rows in (slice(0, a0 - r0), slice(a1 - r0, r1 - r0)):
+        if rows.stop > rows.start:
+            x[:, rows, cols] = x[:, _index(iy[rows] - r0, x.device), cols]
+    for cs in (slice(0, b0 - c0), slice(b1 - c0, c1 - c0)):
+        if cs.stop > cs.start:
+            x[:, :, cs] = x[:, :, _index(ix[cs] - c0, x.device)]
     return x, v
+
+
+def _index(idx: np.ndarray, device: torch.device) -> Tensor:
+    return torch.from_numpy(np.ascontiguousarray(idx)).to(device)
 
 
 def read_span(region: Rect, scene_shape: tuple[int, int], keep: Rect | None = None) -> Rect:

@@ -43,6 +43,7 @@ class Checked:
     info: SceneInfo
     idx: tuple[int, ...]
     names: tuple[str, ...]
+    committed: bool | None = None  # this model's mask item was listed (None: not listed)
 
 
 @dataclass(frozen=True)
@@ -88,9 +89,11 @@ def commit_prediction(store: Store, c: Checked, plan: MaskPlan, ref: ModelRef,
     t0 = time.perf_counter()
     store_key, collection, item = plan.key, c.scene["collection"], c.scene["id"]
 
-    def state() -> tuple[bool, bool]:
-        """(the mask's layout matches this request, its item is committed)"""
-        attrs = (mask_attrs(store, store_key) or {}).get("satchunk", {})
+    def state(listed: list[str] | None = None) -> tuple[bool, bool]:
+        """(the mask's layout matches this request, its item is committed); ``listed``:
+        the mask's objects, just listed (no group object there: no layout to read)"""
+        group = listed is None or f"{store_key}/zarr.json" in listed
+        attrs = ((mask_attrs(store, store_key) if group else None) or {}).get("satchunk", {})
         return (attrs.get("fingerprint") == plan.fingerprint,
                 store.exists(item_key(collection, plan.item_id)))
 
@@ -98,20 +101,23 @@ def commit_prediction(store: Store, c: Checked, plan: MaskPlan, ref: ModelRef,
         return {**plan.summary, "status": "exists", "written_shards": 0,
                 "seconds": round(time.perf_counter() - t0, 3)}
 
-    same, committed = state()
-    if same and committed:
-        return exists()
+    if c.committed is not False:  # else nothing was committed moments ago: to the lock
+        same, committed = state()
+        if same and committed:
+            return exists()
     with output_lock(store, store_key, f"mask {store.url(store_key)}") as lock:
-        same, committed = state()  # again: another job may have finished it meanwhile
+        # one listing: whether a layout is there, its finished shards, what a new one replaces
+        listed = store.list(store_key)
+        same, committed = state(listed)  # again: another job may have finished it meanwhile
         if same and committed:
             return exists()
         if committed:
             delete_item(store, collection, plan.item_id)
-        done = done_mask_shards(store, store_key) if same else set()
+        done = done_mask_shards(store, store_key, listed) if same else set()
         if not same:
             if plan.summary["shards"] > 1:
                 store.delete(parts_prefix(store_key))
-            create_mask(store, store_key, plan.schema)
+            create_mask(store, store_key, plan.schema, listed)
         left = [s for s in c.info.grid.shards() if s not in done]
         run(left, ref)
         lock.confirm(f"mask {store.url(store_key)}")

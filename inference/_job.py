@@ -16,6 +16,7 @@ from chunkstore import (
     SceneInfo,
     Store,
     find_item,
+    mask_item_id,
     open_store,
     read_scene,
     refresh_collection,
@@ -87,10 +88,12 @@ def check_item(store: Store, item: str, adapter: Adapter, collection: str | None
     return scene, idx, names
 
 
-def _checked_scene(store: Store, item: str, adapter: Adapter, collection: str | None = None
+def _checked_scene(store: Store, item: str, adapter: Adapter, collection: str | None = None,
+                   scene: dict[str, Any] | None = None
                    ) -> tuple[dict[str, Any], SceneInfo, tuple[int, ...], tuple[str, ...]]:
-    """:func:`check_item`, and the scene Zarr's metadata."""
-    scene = find_item(store, item, collection)
+    """:func:`check_item`, and the scene Zarr's metadata (of ``scene``, the item's STAC
+    dict, when it was read already)."""
+    scene = scene or find_item(store, item, collection)
     if scene["properties"].get("satchunk:kind") == "mask":
         raise InputError(f"{item} is a mask item, not a scene: predict on its scene "
                          f"{scene['properties'].get('satchunk:scene')}")
@@ -105,13 +108,23 @@ def _checked_scene(store: Store, item: str, adapter: Adapter, collection: str | 
 
 
 def check_items(store: Store, items: Sequence[str], adapter: Adapter,
-                collection: str | None = None, threads: int = 8) -> list[Checked]:
+                collection: str | None = None, threads: int = 16,
+                listing: Sequence[dict[str, Any]] | None = None) -> list[Checked]:
     """:func:`check_item` for every item, a few at a time (each costs store round trips;
-    thousands of chips are checked in seconds, not minutes)."""
+    thousands of chips are checked in seconds, not minutes). ``listing``: the items of
+    ``collection`` as just listed, so that none is read again, and each scene knows
+    whether this model's mask item was committed then."""
     from concurrent.futures import ThreadPoolExecutor
 
+    known = {i["id"]: i for i in listing or ()}
+    model_id = adapter.spec.model_id
+
     def one(item: str) -> Checked:
-        return Checked(*_checked_scene(store, item, adapter, collection))
+        if item not in known:
+            return Checked(*_checked_scene(store, item, adapter, collection))
+        scene = known[item]
+        return Checked(*_checked_scene(store, item, adapter, collection, scene),
+                       committed=mask_item_id(item, model_id) in known)
 
     with ThreadPoolExecutor(max(1, min(threads, len(items)))) as pool:
         return list(pool.map(one, items))

@@ -49,7 +49,8 @@ class TorchAdapter:
 
     On a GPU, inputs go channels-last and the forward pass runs under autocast in the
     runtime's precision; softmax is always taken in fp32. ``compile`` wraps the module
-    with ``torch.compile`` (the first calls of each batch size compile)."""
+    with ``torch.compile``; batches are then padded to a power of two, so at most
+    log2(batch) + 1 sizes compile, not one per shard's last batch."""
 
     def __init__(self, module: Any, spec: ModelSpec, runtime: Runtime | str = "cpu") -> None:
         import torch
@@ -64,9 +65,14 @@ class TorchAdapter:
         self._forward = torch.compile(self.module) if runtime.compile else self.module
 
     def logits(self, x: Any) -> Any:
+        import torch
         import torch.nn.functional as F
 
-        out = self._forward(x)
+        n = x.shape[0]
+        if self.runtime.compile and n & (n - 1):  # not a power of two: pad with zeros
+            pad = x.new_zeros((1 << n.bit_length()) - n, *x.shape[1:])
+            x = torch.cat([x, pad]).contiguous(memory_format=_layout(x))
+        out = self._forward(x)[:n]
         if out.shape[-2:] != x.shape[-2:]:
             out = F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return out
@@ -87,3 +93,11 @@ class TorchAdapter:
 
     def predict(self, tiles: np.ndarray) -> np.ndarray:
         return numpy_predict(self, tiles)
+
+
+def _layout(x: Any) -> Any:
+    """The memory format ``x`` is in (channels-last on GPUs)."""
+    import torch
+
+    return torch.channels_last if x.dim() == 4 and x.is_contiguous(
+        memory_format=torch.channels_last) and not x.is_contiguous() else torch.contiguous_format

@@ -80,7 +80,7 @@ def _valid_into(valid: Any, raw: Any, nodata: float | None) -> None:
 
 
 def model_inputs(raw: Any, names: Sequence[str], spec: ModelSpec,
-                 radiometry: Radiometry) -> tuple[Any, Any]:
+                 radiometry: Radiometry, out: Any = None) -> tuple[Any, Any]:
     """(normalized channels (C, H, W) float32, valid (H, W) bool) from stored DN.
 
     ``raw`` is a numpy array (the result is numpy) or a torch tensor on any device (the
@@ -89,19 +89,26 @@ def model_inputs(raw: Any, names: Sequence[str], spec: ModelSpec,
     ``raw``'s bands; a pixel is nodata when any of them holds the nodata value (a band
     missing there leaves the model's input incomplete; edges of band footprints differ
     in real granules). DN become float32 before any arithmetic (uint16 and int16 are
-    exact in it).
+    exact in it). ``out``: where to put the channels (a float32 (C, H, W) array or
+    tensor like ``raw``, maybe a view into a larger one).
     """
     import torch
 
     if isinstance(raw, torch.Tensor) and raw.device.type == "cpu":
-        x, valid = model_inputs(raw.numpy(), names, spec, radiometry)
-        return torch.from_numpy(x), torch.from_numpy(valid)
+        x, valid = model_inputs(raw.numpy(), names, spec, radiometry,
+                                None if out is None else out.numpy())
+        return (out if out is not None else torch.from_numpy(x)), torch.from_numpy(valid)
     on_np = isinstance(raw, np.ndarray)
     shape = (spec.in_channels, *raw.shape[1:])
+    if out is not None and (tuple(out.shape) != shape or out.dtype not in (np.float32,
+                                                                          torch.float32)):
+        raise ValueError(f"model inputs: out is {out.dtype} {tuple(out.shape)}, not float32 "
+                         f"{shape}")
     if on_np:
-        x, valid = np.empty(shape, np.float32), np.ones(shape[1:], bool)
+        x = np.empty(shape, np.float32) if out is None else out
+        valid = np.ones(shape[1:], bool)
     else:
-        x = torch.empty(shape, dtype=torch.float32, device=raw.device)
+        x = torch.empty(shape, dtype=torch.float32, device=raw.device) if out is None else out
         valid = torch.ones(shape[1:], dtype=torch.bool, device=raw.device)
     _valid_into(valid, raw, radiometry.nodata)
     # reflectance of the model's bands, then the indices from it, normalized in place
@@ -112,9 +119,13 @@ def model_inputs(raw: Any, names: Sequence[str], spec: ModelSpec,
         scale, offset = float(scale), float(offset)
     nb = len(spec.bands)
     for c, b in enumerate(spec.bands):
-        x[c] = raw[at[b]]
-        x[c] *= scale
-        x[c] += offset
+        if on_np:  # DN -> float32 and the scale in one pass (the same float32 products)
+            np.multiply(raw[at[b]], scale, out=x[c], dtype=np.float32)
+        else:
+            x[c] = raw[at[b]]
+            x[c] *= scale
+        if offset:
+            x[c] += offset
     if spec.indices:
         refl = dict(zip(spec.bands, x[:nb], strict=True))
         for b in index_bands(spec.indices):

@@ -275,6 +275,8 @@ def evaluate(
     split: Annotated[str, typer.Option(help="train | val | test")] = "test",
     batch: Annotated[int, typer.Option(help="patches per model call")] = 8,
     workers: Annotated[int, typer.Option(help="DataLoader worker processes")] = 2,
+    device: Annotated[str, typer.Option(help="auto (a GPU if torch sees one) | cpu | cuda "
+                                        "| cuda:N (bf16 autocast on a GPU)")] = "auto",
     store: StoreOpt = None,
     endpoint_url: EndpointOpt = None,
     scheduler: Annotated[str | None, typer.Option("--scheduler", help=(
@@ -284,7 +286,7 @@ def evaluate(
     """Per-class IoU, Dice, precision, recall and the confusion matrix over a split."""
     from .model_jobs import EvaluateOptions, evaluate_job
 
-    _say(as_json, evaluate_job(EvaluateOptions(model, collection, split, batch, workers),
+    _say(as_json, evaluate_job(EvaluateOptions(model, collection, split, batch, workers, device),
                                _place(store, endpoint_url, scheduler, as_json)),
          report.evaluated)
 

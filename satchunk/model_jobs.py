@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from chunkstore import InputError, Store, model_key, open_store
+from models import check_device, resolve
 
 from .place import DEFAULT_PLACE, Place
 from .records import update_run
@@ -90,28 +91,33 @@ class EvaluateOptions:
     split: str = "test"
     batch: int = 8
     workers: int = 2
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
 
 
 def evaluate_job(opts: EvaluateOptions, place: Place = DEFAULT_PLACE) -> dict[str, Any]:
     """Per-class scores and the confusion matrix of a checkpoint over a split."""
     from training import evaluate_checkpoint
 
+    check_device(opts.device)
+    if place.scheduler is None:
+        resolve(opts.device)  # a GPU asked for and absent: one line, before any record
     st = place.checked()
     ckpt = (open_store(opts.model.rstrip("/"), st.endpoint_url).with_credentials(st.credentials)
             if "://" in opts.model else open_store(opts.model))
     collections = list(opts.collections) if opts.collections else None
     config = {"model": ckpt.uri, "collections": collections, "split": opts.split,
-              "scheduler": place.scheduler}
+              "device": opts.device, "scheduler": place.scheduler}
 
     def work(record: dict[str, Any]) -> dict[str, Any]:
         if place.scheduler is None:
             return evaluate_checkpoint(st, ckpt, collections, opts.split, batch=opts.batch,
-                                       workers=opts.workers, progress=place.progress)
+                                       workers=opts.workers, progress=place.progress,
+                                       device=opts.device)
         from .remote import evaluate_task, run_remote
 
         return run_remote(place.scheduler, st, record, evaluate_task, st.without_credentials(),
                           ckpt.without_credentials(), st.credentials, collections, opts.split,
-                          opts.batch, opts.workers, quiet=not place.progress)
+                          opts.batch, opts.workers, opts.device, quiet=not place.progress)
 
     return place.record(st, "evaluate", config, work)
 

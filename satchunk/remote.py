@@ -94,8 +94,8 @@ def train_task(store: Store, dest: Store, credentials: Credentials, cfg: Any, re
 
 
 def evaluate_task(store: Store, model: Store, credentials: Credentials,
-                  collections: list[str] | None, split: str, batch: int, workers: int, *,
-                  topic: str) -> dict[str, Any]:
+                  collections: list[str] | None, split: str, batch: int, workers: int,
+                  device: str = "auto", *, topic: str) -> dict[str, Any]:
     """``training.evaluate_checkpoint`` on a worker."""
     from training import evaluate_checkpoint
 
@@ -105,5 +105,6 @@ def evaluate_task(store: Store, model: Store, credentials: Credentials,
 
     result = evaluate_checkpoint(store.with_credentials(credentials),
                                  model.with_credentials(credentials), collections, split,
-                                 batch=batch, workers=workers, progress=False)
+                                 batch=batch, workers=workers, progress=False,
+                                 device=device)
     return {**result, "worker": get_worker().address}

@@ -129,10 +129,12 @@ def predict_job(opts: PredictOptions, place: Place = DEFAULT_PLACE) -> list[dict
     check_device(opts.device)
     runtime, gpus = _local_runtime(opts) if place.local else (None, None)
     st = place.checked()
-    items = list(opts.items) or scene_ids(st, opts.collection)
+    listing = None if opts.items else collection_items(st, opts.collection)
+    items = list(opts.items) or [i["id"] for i in listing or []
+                                 if i["properties"].get("satchunk:kind") != "mask"]
     ref = model_ref(opts.model, st)
     adapter = load_checked(ref, st)  # a bad model, item or band fails before any work
-    checked = check_items(st, items, adapter, opts.collection)
+    checked = check_items(st, items, adapter, opts.collection, listing=listing)
     with place.cluster(gpus) as client:
         runtime = runtime or _cluster_runtime(opts, client)
         ref = dataclasses.replace(ref, threads=worker_threads(client), runtime=runtime)
@@ -190,13 +192,12 @@ def runs_on(adapter: Any, runtime: Runtime) -> str:
     return f"{runtime.device}, fp32 (onnxruntime)"
 
 
-def scene_ids(st: Store, collection: str | None) -> list[str]:
-    """The scene items (not masks) of ``collection``; refuses none."""
+def collection_items(st: Store, collection: str | None) -> list[dict[str, Any]]:
+    """Every item of ``collection`` (scenes and masks); refuses one without scenes."""
     if not collection:
         raise InputError("name scene ITEMs or pass --collection")
-    items = [i["id"] for i in list_items(st, collection)
-             if i["properties"].get("satchunk:kind") != "mask"]
-    if not items:
+    items = list_items(st, collection)
+    if not any(i["properties"].get("satchunk:kind") != "mask" for i in items):
         raise InputError(f"collection {collection!r} has no scenes: ingest some first")
     return items
 

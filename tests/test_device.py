@@ -123,13 +123,38 @@ def test_device_and_precision_choices():
         resolve("cpu", "int8")
 
 
+def test_compiled_models_get_batches_padded_to_powers_of_two():
+    """torch.compile compiles once per input shape: a compiled model's batches are
+    padded to a power of two (so a shard's last batch does not compile anew), and the
+    padding changes no tile's probabilities."""
+    adapter = load_model("unet", runtime=Runtime("cpu"))
+    tiles = torch.from_numpy(np.random.default_rng(3).random(
+        (5, len(adapter.spec.bands), 64, 64), dtype=np.float32))
+    plain = adapter.probabilities(tiles)
+    seen = []
+
+    def forward(x):
+        seen.append(x.shape[0])
+        return adapter.module(x)
+
+    adapter.runtime = Runtime("cpu", "fp32", compile=True)
+    adapter._forward = forward  # what torch.compile wraps, without compiling it here
+    for n in (5, 3, 4, 1):
+        np.testing.assert_allclose(adapter.probabilities(tiles[:n]).numpy(),
+                                   plain[:n].numpy(), atol=1e-6)
+    assert seen == [8, 4, 4, 1]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")
 @pytest.mark.parametrize("device", ["cuda", "cuda:0"])
-def test_asking_for_a_gpu_without_one_is_one_line_and_exit_2(capsys, device, tmp_path):
-    assert main(["predict", "x", "--model", "unet", "--device", device,
-                 "--store", str(tmp_path)]) == 2
+@pytest.mark.parametrize("command", [["predict", "x", "--model", "unet"],
+                                     ["evaluate", "--model", "ckpt"]], ids=lambda c: c[0])
+def test_asking_for_a_gpu_without_one_is_one_line_and_exit_2(capsys, device, command,
+                                                             tmp_path):
+    assert main([*command, "--device", device, "--store", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no CUDA GPU is visible" in err and "--device cpu" in err
+    assert not (tmp_path / "runs").exists()  # refused before any job record
 
 
 @GPU

@@ -346,7 +346,7 @@ def test_lock_survives_its_own_retried_writes_and_takes_over_a_broken_one(s3_sto
 
     def create_then_412(self, k, data):  # the first attempt landed, its retry got 412
         real_create(self, k, data)
-        return False
+        return None
 
     def replace_then_412(self, k, data, etag):
         real_replace(self, k, data, etag)

@@ -86,7 +86,10 @@ def test_probabilities_output_is_passed_through(tiny_onnx, tmp_path):
                                atol=1e-4)
 
 
-def test_output_of_the_wrong_shape_is_one_line(tiny_onnx, tmp_path):
+@pytest.mark.parametrize("bound", [False, True], ids=["run", "io-binding"])
+def test_output_of_the_wrong_shape_is_one_line(tiny_onnx, tmp_path, bound):
+    """A sidecar that promises more classes than the model returns: one line, on the
+    plain path and on the IO-bound one (the CUDA provider's), each saying what it got."""
     path, _ = tiny_onnx
     (tmp_path / "w.onnx").write_bytes(path.read_bytes())
     side = json.loads(path.with_suffix(".json").read_text())
@@ -94,11 +97,16 @@ def test_output_of_the_wrong_shape_is_one_line(tiny_onnx, tmp_path):
     side.pop("colors", None)
     (tmp_path / "w.json").write_text(json.dumps(side))
     model = load_onnx(str(tmp_path / "w.onnx"))
+    model.bound = bound
     with pytest.raises(ModelError) as err:
         model.probabilities(torch.from_numpy(_tiles(model.spec, n=2)))
     msg = str(err.value)
-    assert "\n" not in msg and "returned [2, 2, 64, 64]" in msg
-    assert "expected [N, 3, 64, 64]" in msg
+    assert "\n" not in msg
+    if bound:
+        assert "w.onnx failed on input [2, 4, 64, 64]" in msg
+        assert "(expected output [N, 3, 64, 64])" in msg
+    else:
+        assert "returned [2, 2, 64, 64]" in msg and "expected [N, 3, 64, 64]" in msg
 
 
 @pytest.mark.parametrize("which", ["tiny", "csmask"])
@@ -114,22 +122,6 @@ def test_io_binding_path_matches_plain_run(tiny_onnx, which):
     assert p.device.type == "cpu" and p.dtype == torch.float32 and p.shape == want.shape
     np.testing.assert_allclose(p.numpy(), want, atol=1e-6)
     np.testing.assert_allclose(model.predict(tiles[:1]), want[:1], atol=1e-6)
-
-
-def test_io_binding_wrong_output_shape_is_one_line(tiny_onnx, tmp_path):
-    path, _ = tiny_onnx
-    (tmp_path / "w.onnx").write_bytes(path.read_bytes())
-    side = json.loads(path.with_suffix(".json").read_text())
-    side["classes"] = [*side["classes"], "extra"]
-    side.pop("colors", None)
-    (tmp_path / "w.json").write_text(json.dumps(side))
-    model = load_onnx(str(tmp_path / "w.onnx"))
-    model.bound = True
-    with pytest.raises(ModelError) as err:
-        model.probabilities(torch.from_numpy(_tiles(model.spec, n=2)))
-    msg = str(err.value)
-    assert "\n" not in msg and "w.onnx failed on input [2, 4, 64, 64]" in msg
-    assert "(expected output [N, 3, 64, 64])" in msg
 
 
 @pytest.mark.skipif(HAS_CUDA_PROVIDER, reason="onnxruntime here has the CUDA provider")

@@ -68,12 +68,13 @@ def confusion_png(cm: np.ndarray, classes: Sequence[str], title: str = "") -> by
 
 def evaluate_checkpoint(store: Store, model: Store, collections: Sequence[str] | None = None,
                         split: str = "test", *, batch: int = 8, workers: int = 2,
-                        progress: bool = True) -> dict[str, Any]:
+                        progress: bool = True, device: str = "auto") -> dict[str, Any]:
     """Scores of the checkpoint at ``model`` over every labelled pixel of ``split``
-    (the shards stored with the checkpoint); also written to ``MODEL/eval/``."""
+    (the shards stored with the checkpoint); also written to ``MODEL/eval/``. The model
+    runs on ``device`` (``auto``: a GPU if torch sees one), bf16 autocast on a GPU."""
     import json
 
-    from models import load_checkpoint
+    from models import load_checkpoint, resolve
 
     from ._checkpoints import SPLIT, reader, saved_split
     from ._data import labelled_scenes
@@ -82,7 +83,7 @@ def evaluate_checkpoint(store: Store, model: Store, collections: Sequence[str] |
     from ._plan import make_plan
 
     read = reader(model)
-    adapter = load_checkpoint(read, model.uri)
+    adapter = load_checkpoint(read, model.uri, resolve(device))
     if split not in SPLITS:
         raise InputError(f"--split {split!r}: use {', '.join(SPLITS)}")
     shards = saved_split(model)
@@ -107,8 +108,8 @@ def evaluate_checkpoint(store: Store, model: Store, collections: Sequence[str] |
                       plan.patches(split), max(s.chunk for s in plan.scenes))
     cm = split_confusion(adapter, ds, batch, workers, progress, f"evaluate {split}")
     result = {"model": model.uri, "model_id": adapter.spec.model_id, "split": split,
-              "collections": names, "shards": len(plan.split[split]), **scores(
-                  cm, adapter.spec.classes)}
+              "device": str(adapter.device), "collections": names,
+              "shards": len(plan.split[split]), **scores(cm, adapter.spec.classes)}
     model.write_bytes(f"eval/{split}.json", json.dumps(result, indent=1).encode())
     model.write_bytes(f"eval/{split}_confusion.png",
                       confusion_png(cm, adapter.spec.classes,
