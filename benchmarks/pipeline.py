@@ -247,23 +247,33 @@ def p7(bench: Bench, model: str, size: int, shard: int, repeats: int) -> dict:
 def chip_files(bench: Bench, size: int, n: int) -> list[str]:
     """``n`` distinct real 256^2 chips cut from the ``size``^2 mosaic's band VRTs, as
     4-band GeoTIFFs (blue, green, red, nir)."""
-    import rasterio
-    from rasterio.windows import Window
-    from rasterio.windows import transform as window_transform
-
     folder = bench.mosaic(size)
     vrts = [next(folder.glob(f"*_{b}.vrt")) for b in ("B02", "B03", "B04", "B08")]
     out = bench.tmp / "chips"
     out.mkdir(exist_ok=True)
-    srcs = [rasterio.open(v) for v in vrts]
+    # a grid of chips 256 px apart, inside the crop (1933 px wide)
+    return cut_chips(vrts, [(128 + (k // 4) * CHIP, 128 + (k % 4) * CHIP, CHIP, CHIP)
+                            for k in range(n)], out)
+
+
+def cut_chips(band_files: list[Path], windows: list[tuple[int, int, int, int]], out: Path
+              ) -> list[str]:
+    """GeoTIFFs ``out/chip_<k>.tif`` of the windows (row, col, height, width) of the
+    single-band rasters ``band_files`` (one band each, on one grid), each with its
+    window's georeferencing and 0 as nodata."""
+    import rasterio
+    from rasterio.windows import Window
+    from rasterio.windows import transform as window_transform
+
+    srcs = [rasterio.open(f) for f in band_files]
     paths = []
     try:
-        for k in range(n):  # a grid of chips 256 px apart, inside the crop (1933 px wide)
-            win = Window(128 + (k % 4) * CHIP, 128 + (k // 4) * CHIP, CHIP, CHIP)
+        for k, (r, c, h, w) in enumerate(windows):
+            win = Window(c, r, w, h)
             data = np.stack([s.read(1, window=win) for s in srcs])
             p = out / f"chip_{k:04d}.tif"
-            with rasterio.open(p, "w", driver="GTiff", width=CHIP, height=CHIP, count=4,
-                               dtype="uint16", crs=srcs[0].crs, nodata=0,
+            with rasterio.open(p, "w", driver="GTiff", width=w, height=h, count=len(srcs),
+                               dtype=data.dtype, crs=srcs[0].crs, nodata=0,
                                transform=window_transform(win, srcs[0].transform)) as dst:
                 dst.write(data)
             paths.append(str(p))

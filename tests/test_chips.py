@@ -9,14 +9,12 @@ import json
 
 import numpy as np
 import pytest
-import rasterio
 import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
-from rasterio.windows import Window
-from rasterio.windows import transform as window_transform
 
 import chunkstore
 import inference._job as job_module
+from benchmarks.pipeline import cut_chips
 from chunkstore import list_items, list_runs, mask_key, open_scene, scene_key
 from inference import Radiometry, predict_scene
 from models import load_model
@@ -38,33 +36,13 @@ def cli_env(monkeypatch, s3_env):
     return s3_env
 
 
-def _cut_chips(s2_dir, out):
-    """The CUTS of the sample's 10 m bands as 4-band GeoTIFFs (their own georeferencing)."""
-    srcs = [rasterio.open(s2_dir / f) for f in FILES]
-    paths = []
-    try:
-        for k, (r, c, h, w) in enumerate(CUTS):
-            win = Window(c, r, w, h)
-            data = np.stack([s.read(1, window=win) for s in srcs])
-            p = out / f"chip_{k}.tif"
-            with rasterio.open(p, "w", driver="GTiff", width=w, height=h, count=4,
-                               dtype=data.dtype, crs=srcs[0].crs, nodata=0,
-                               transform=window_transform(win, srcs[0].transform)) as dst:
-                dst.write(data)
-            paths.append(str(p))
-    finally:
-        for s in srcs:
-            s.close()
-    return paths
-
-
 def _open(store, key):
     return xr.open_zarr(store.zarr_store(key, read_only=True), consolidated=False,
                         zarr_format=3)
 
 
 def test_a_collection_of_chips(capsys, cli_env, s3_store, s2_dir, tmp_path, monkeypatch):
-    chips = _cut_chips(s2_dir, tmp_path)
+    chips = cut_chips([s2_dir / f for f in FILES], CUTS, tmp_path)
     assert main(["ingest", *chips, "--collection", "chips", "--sensor", "sentinel-2",
                  "--bands", ",".join(BANDS), "--datetime", "2023-06-01T10:00:00Z",
                  "--json"]) == 0
