@@ -214,9 +214,10 @@ def _collection_dict(collection: str, items: list[dict[str, Any]]) -> dict:
 def write_item(store: Store, item: pystac.Item, refresh: bool = True) -> str:
     """Write ``item`` into its collection. The item object is the commit marker.
 
-    Returns the item's key. The catalog's link to the collection and the collection's
-    extent and item links are then refreshed from a listing, unless ``refresh`` is
-    False: a job committing many items refreshes once at its end
+    Returns the item's key. The catalog's link to the collection is made first and the
+    collection's extent and item links are refreshed from a listing after, unless
+    ``refresh`` is False: a job committing many items to a collection that is already
+    in the catalog (masks of its scenes) refreshes once at its end
     (:func:`refresh_collection`; each refresh reads every item of the collection).
     """
     collection = validate_id(item.collection_id or "", "collection")
@@ -233,8 +234,7 @@ def write_item(store: Store, item: pystac.Item, refresh: bool = True) -> str:
 
 
 def refresh_collection(store: Store, collection: str) -> None:
-    """The catalog's link to ``collection``, and its extent and item links."""
-    _ensure_catalog(store, collection)
+    """The extent and item links of ``collection`` (one in the catalog), from a listing."""
     items = list_items(store, collection)
     store.write_bytes(collection_key(collection),
                       json.dumps(_collection_dict(collection, items), indent=2).encode())

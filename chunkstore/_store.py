@@ -267,8 +267,7 @@ class Store:
                     if _precondition_failed(exc):
                         return None
                     raise
-                return str(out["ETag"]) if isinstance(out, dict) and "ETag" in out \
-                    else self.etag(key)
+                return self._tag(out, key)
             path = Path(self._path(key))
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
@@ -301,8 +300,7 @@ class Store:
                     if _precondition_failed(exc):
                         return None
                     raise
-                return str(out["ETag"]) if isinstance(out, dict) and "ETag" in out \
-                    else self.etag(key)
+                return self._tag(out, key)
             try:
                 if self.etag(key) != etag:
                     return None
@@ -310,6 +308,10 @@ class Store:
                 return None
             self.write_bytes(key, data)
             return hashlib.md5(data).hexdigest()
+
+    def _tag(self, put: Any, key: str) -> str:
+        """The tag of the object a PUT answered ``put`` for (looked up if it has none)."""
+        return str(put["ETag"]) if isinstance(put, dict) and "ETag" in put else self.etag(key)
 
     def exists(self, key: str) -> bool:
         """Whether the object ``key`` exists: one HEAD (a prefix is not an object)."""
@@ -382,12 +384,11 @@ class Store:
                 except FileNotFoundError:
                     pass
             return
-        with self._errors(f"delete {prefix}"):
-            found = self._list_s3(self._path(prefix))
-            if not found:
-                self.fs.rm_file(self._path(prefix))  # an object of that name, if any
-        root = self._root.rstrip("/") + "/"
-        self.delete_keys([p[len(root):] for p in found])
+        keys = self.list(prefix)
+        if keys:
+            self.delete_keys(keys)
+        else:
+            self.delete_object(prefix)  # an object of that name, if any
 
     def delete_keys(self, keys: list[str]) -> None:
         """Delete the objects ``keys`` (as :meth:`list` gives them); missing is fine. On

@@ -120,11 +120,9 @@ def check_items(store: Store, items: Sequence[str], adapter: Adapter,
     model_id = adapter.spec.model_id
 
     def one(item: str) -> Checked:
-        if item not in known:
-            return Checked(*_checked_scene(store, item, adapter, collection))
-        scene = known[item]
+        scene = known.get(item)
         return Checked(*_checked_scene(store, item, adapter, collection, scene),
-                       committed=mask_item_id(item, model_id) in known)
+                       committed=None if scene is None else mask_item_id(item, model_id) in known)
 
     with ThreadPoolExecutor(max(1, min(threads, len(items)))) as pool:
         return list(pool.map(one, items))
