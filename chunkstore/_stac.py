@@ -133,11 +133,12 @@ def scene_item(
     xs = [c, c + a * w + b * h]
     ys = [f, f + d * w + e * h]
     proj = ProjectionExtension.ext(item, add_if_missing=True)
-    epsg = CRS.from_wkt(schema.crs_wkt).to_epsg()
+    crs = CRS.from_wkt(schema.crs_wkt)
+    epsg = crs.to_epsg()
     if epsg:
         proj.code = f"EPSG:{epsg}"
     else:
-        proj.wkt2 = schema.crs_wkt
+        proj.wkt2 = crs.to_wkt()  # WKT2_2019, whatever WKT the Zarr holds
     proj.shape = [h, w]
     proj.transform = [a, b, c, d, e, f]
     proj.bbox = [min(xs), min(ys), max(xs), max(ys)]
@@ -156,6 +157,29 @@ def scene_item(
     RasterExtension.ext(asset, add_if_missing=True).bands = raster_bands
     EOExtension.ext(item, add_if_missing=True)
     return item
+
+
+def crs_name(properties: dict[str, Any]) -> str:
+    """A short name of an item's CRS: its ``proj:code`` (``EPSG:32633``), else the name in
+    its ``proj:wkt2`` or ``proj:projjson`` (a custom CRS; ``custom <projection method>``
+    when it has none), else ``-``."""
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    if properties.get("proj:code"):
+        return str(properties["proj:code"])
+    for key in ("proj:wkt2", "proj:projjson"):
+        if properties.get(key):
+            try:
+                crs = CRS.from_user_input(properties[key])
+            except CRSError:
+                return "(invalid CRS)"
+            crs = crs.source_crs if crs.is_bound else crs  # not its +towgs84 part
+            if crs.name and crs.name not in ("unknown", "unnamed"):
+                return crs.name
+            op = crs.coordinate_operation  # unnamed: say what it is
+            return f"custom {op.method_name if op else crs.type_name}"
+    return "-"
 
 
 def _item_dict(item: pystac.Item) -> dict[str, Any]:

@@ -8,13 +8,15 @@ as an explicit argument; a pickled :class:`Store` carries none.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import posixpath
 import uuid
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +176,7 @@ class Store:
         import zarr.storage
 
         if self.is_s3:
-            zs = zarr.storage.FsspecStore(_s3fs(self.s3fs_options(asynchronous=True)),
+            zs = zarr.storage.FsspecStore(_async_s3fs(self.s3fs_options(asynchronous=True)),
                                           read_only=read_only, path=self._path(key))
         else:
             zs = zarr.storage.LocalStore(self._path(key), read_only=read_only)
@@ -472,6 +474,33 @@ def _s3fs(options: dict[str, Any]) -> Any:
     fs = s3fs.S3FileSystem(**options)
     fs.retries = _S3FS_ROUNDS
     return fs
+
+
+_ASYNC_FS: weakref.WeakSet[Any] = weakref.WeakSet()  # their sessions are closed at exit
+
+
+def _async_s3fs(options: dict[str, Any]) -> Any:
+    """An asynchronous filesystem for zarr. s3fs closes the sessions of synchronous ones
+    only: the rest would print aiohttp's "Unclosed client session" at exit."""
+    _close_at_exit()
+    fs = _s3fs(options)
+    _ASYNC_FS.add(fs)
+    return fs
+
+
+@cache
+def _close_at_exit() -> None:
+    atexit.register(_close_async_sessions)  # after zarr's own handler, so it runs before
+
+
+def _close_async_sessions() -> None:
+    """Close the S3 sessions zarr opened, on zarr's IO loop while it still runs."""
+    from zarr.core.sync import loop
+
+    for fs in list(_ASYNC_FS):
+        creator = getattr(fs, "_s3creator", None)
+        if creator is not None:
+            fs.close_session(loop[0], creator)
 
 
 async def _get(fs: Any, bucket: str, key: str) -> bytes:

@@ -171,12 +171,12 @@ class DatasetPage(_Base):
         charts = {}
         for c, s in stats.items():
             names = list(s["classes"])
-            total = sum(s["classes"].values()) or 1
+            total = sum(s["classes"].values())
             charts[c] = {
                 "classes": Markup(_charts.bar_chart(
-                    names, [100 * s["classes"][n] / total for n in names],
+                    names, [100 * s["classes"][n] / (total or 1) for n in names],
                     palette(names), label=f"{c} class distribution")) if names else None,
-                "pixels": total if names else 0,
+                "pixels": total,
                 "cloud": Markup(_charts.histogram(s["cloud_cover"], 0, 100, 10, unit="%",
                                                   label=f"{c} cloud cover")),
                 "scenes": len(rows[c]),

@@ -9,6 +9,7 @@ import numpy as np
 
 from chunkstore import (
     Store,
+    crs_name,
     list_collections,
     list_items,
     list_runs,
@@ -39,7 +40,7 @@ def scene_row(item: dict[str, Any], masks: list[dict[str, Any]]) -> dict[str, An
         "sensor": p.get("satchunk:sensor") or p.get("platform") or "-",
         "shape": p.get("proj:shape"), "bands": len(asset.get("eo:bands", [])),
         "area_km2": abs(area) / 1e6, "cloud_cover": p.get("eo:cloud_cover"),
-        "crs": p.get("proj:code") or "WKT2",
+        "crs": crs_name(p),
         "label_classes": p.get("satchunk:label_classes"),
         "label_source": p.get("satchunk:label_source"),
         "masks": [m["properties"]["satchunk:model_id"] for m in masks],

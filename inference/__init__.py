@@ -15,6 +15,8 @@ from ._job import (
     check_item,
     check_items,
     check_products,
+    check_radiometry,
+    check_request,
     load_checked,
     model_ref,
     predict_item,
@@ -30,8 +32,8 @@ from ._vectorize import check_vector_path, polygon_frame, vectorize_mask
 __all__ = [
     "MaskRef", "ModelRef", "NODATA_CLASS", "PRODUCT_NAMES", "Pieces", "Polygon", "PredictJob",
     "Radiometry", "TilePlan", "blend_window", "check_item", "check_items", "check_products",
-    "check_vector_path", "export_cog", "find_mask", "load_checked", "merge_pieces", "model_ref",
-    "polygon_frame", "predict_item", "predict_items", "predict_scene", "products", "shard_pieces",
-    "shard_probs", "shared_probs", "tile_starts", "vectorize_mask", "worker_model",
-    "worker_threads",
+    "check_radiometry", "check_request", "check_vector_path", "export_cog", "find_mask",
+    "load_checked", "merge_pieces", "model_ref", "polygon_frame", "predict_item", "predict_items",
+    "predict_scene", "products", "shard_pieces", "shard_probs", "shared_probs", "tile_starts",
+    "vectorize_mask", "worker_model", "worker_threads",
 ]

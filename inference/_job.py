@@ -9,21 +9,33 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from chunkstore import (
+    CorruptObjectError,
     FirstTasks,
     InputError,
     NotFoundError,
-    SceneInfo,
     Store,
     find_item,
     mask_item_id,
     open_store,
+    read_checked,
     read_scene,
     refresh_collection,
     run_shard_tasks,
     scene_key,
 )
-from models import Adapter, Radiometry, match_bands
+from models import (
+    Adapter,
+    ModelSpec,
+    Radiometry,
+    check_reflectance,
+    input_range,
+    is_preset,
+    match_bands,
+    preset_bands,
+)
 
 from ._chips import ChipBatch, predict_chips
 from ._commit import Checked, commit_prediction, mask_plan
@@ -84,15 +96,14 @@ def worker_threads(client: Any, tasks: int | None = None) -> int:
 def check_item(store: Store, item: str, adapter: Adapter, collection: str | None = None
                ) -> tuple[dict[str, Any], tuple[int, ...], tuple[str, ...]]:
     """The scene item, and which of its bands feed the model; refuses what cannot run."""
-    scene, _, idx, names = _checked_scene(store, item, adapter, collection)
-    return scene, idx, names
+    c = _matched(_scene(store, item, collection), adapter.spec)
+    return c.scene, c.idx, c.names
 
 
-def _checked_scene(store: Store, item: str, adapter: Adapter, collection: str | None = None,
-                   scene: dict[str, Any] | None = None
-                   ) -> tuple[dict[str, Any], SceneInfo, tuple[int, ...], tuple[str, ...]]:
-    """:func:`check_item`, and the scene Zarr's metadata (of ``scene``, the item's STAC
-    dict, when it was read already)."""
+def _scene(store: Store, item: str, collection: str | None = None,
+           scene: dict[str, Any] | None = None, committed: bool | None = None) -> Checked:
+    """The scene item (``scene``: its STAC dict, when it was read already) and its Zarr's
+    metadata, bands not matched yet; refuses a mask item and a missing Zarr."""
     scene = scene or find_item(store, item, collection)
     if scene["properties"].get("satchunk:kind") == "mask":
         raise InputError(f"{item} is a mask item, not a scene: predict on its scene "
@@ -103,29 +114,116 @@ def _checked_scene(store: Store, item: str, adapter: Adapter, collection: str | 
     except NotFoundError:
         raise InputError(f"item {item} has no scene Zarr at {store.url(skey)}: "
                          "re-ingest it") from None
-    idx, names = match_bands(adapter.spec, list(info.bands), item)
-    return scene, info, idx, names
+    return Checked(scene, info, (), (), committed)
+
+
+def _matched(c: Checked, spec: ModelSpec) -> Checked:
+    """``c`` with the scene bands that feed the model; refuses a scene lacking one."""
+    idx, names = match_bands(spec, list(c.info.bands), c.scene["id"])
+    return dataclasses.replace(c, idx=idx, names=names)
+
+
+def _scenes(store: Store, items: Sequence[str], collection: str | None,
+            listing: Sequence[dict[str, Any]] | None, model_id: str, threads: int = 16
+            ) -> list[Checked]:
+    """:func:`_scene` for every item, a few at a time (each costs store round trips;
+    thousands of chips are checked in seconds, not minutes)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    known = {i["id"]: i for i in listing or ()}
+
+    def one(item: str) -> Checked:
+        scene = known.get(item)
+        return _scene(store, item, collection, scene,
+                      None if scene is None else mask_item_id(item, model_id) in known)
+
+    with ThreadPoolExecutor(max(1, min(threads, len(items)))) as pool:
+        return list(pool.map(one, items))
 
 
 def check_items(store: Store, items: Sequence[str], adapter: Adapter,
                 collection: str | None = None, threads: int = 16,
                 listing: Sequence[dict[str, Any]] | None = None) -> list[Checked]:
-    """:func:`check_item` for every item, a few at a time (each costs store round trips;
-    thousands of chips are checked in seconds, not minutes). ``listing``: the items of
-    ``collection`` as just listed, so that none is read again, and each scene knows
-    whether this model's mask item was committed then."""
-    from concurrent.futures import ThreadPoolExecutor
+    """:func:`check_item` for every item, and their reflectance against the model's
+    range (:func:`check_radiometry`). ``listing``: the items of ``collection`` as just
+    listed, so that none is read again, and each scene knows whether this model's mask
+    item was committed then."""
+    scenes = _scenes(store, items, collection, listing, adapter.spec.model_id, threads)
+    return _checked(store, scenes, adapter)
 
-    known = {i["id"]: i for i in listing or ()}
-    model_id = adapter.spec.model_id
 
-    def one(item: str) -> Checked:
-        scene = known.get(item)
-        return Checked(*_checked_scene(store, item, adapter, collection, scene),
-                       committed=None if scene is None else mask_item_id(item, model_id) in known)
+def check_request(store: Store, items: Sequence[str], ref: ModelRef,
+                  collection: str | None = None,
+                  listing: Sequence[dict[str, Any]] | None = None
+                  ) -> tuple[ModelRef, Adapter, list[Checked]]:
+    """The model and the scene items of a predict request, all checked before anything
+    is written: the model first, then :func:`check_items`. An untrained preset (``unet``,
+    ``segformer``) reads the bands the scenes have (:func:`models.preset_bands`)."""
+    adapter = load_checked(ref, store)
+    scenes = _scenes(store, items, collection, listing, adapter.spec.model_id)
+    if is_preset(ref.ref) and ref.bands is None:
+        bands = preset_bands([c.info.bands for c in scenes])
+        if bands != adapter.spec.bands:
+            ref = dataclasses.replace(ref, bands=bands)
+            adapter = load_checked(ref, store)
+    return ref, adapter, _checked(store, scenes, adapter)
 
-    with ThreadPoolExecutor(max(1, min(threads, len(items)))) as pool:
-        return list(pool.map(one, items))
+
+def _checked(store: Store, scenes: Sequence[Checked], adapter: Adapter) -> list[Checked]:
+    """The scenes with their bands matched to the model, their reflectance checked."""
+    checked = [_matched(c, adapter.spec) for c in scenes]
+    check_radiometry(store, checked, adapter.spec)
+    return checked
+
+
+# inner chunks of each group of scenes stored alike that check_radiometry reads
+SAMPLE_CHUNKS = 4
+
+
+def check_radiometry(store: Store, checked: Sequence[Checked], spec: ModelSpec) -> None:
+    """Refuse scenes whose reflectance is far outside the range the model's normalization
+    was made for, and warn where it is somewhat off (:func:`models.check_reflectance`),
+    from up to ``SAMPLE_CHUNKS`` inner chunks of each group of scenes stored alike (one
+    collection, bands, dtype, scale, offset, fill). Models without normalization
+    (untrained presets) read anything."""
+    if input_range(spec) is None:
+        return
+    groups: dict[tuple[Any, ...], list[Checked]] = {}
+    for c in checked:
+        i = c.info
+        key = (c.scene["collection"], i.bands, i.dtype, i.scale, i.offset, repr(i.fill))
+        groups.setdefault(key, []).append(c)
+    for group in groups.values():
+        first = group[0].info
+        warning = check_reflectance(_sample(store, group), Radiometry(
+            first.scale, first.offset, first.fill), spec, group[0].scene["id"])
+        if warning:
+            log.warning(warning)
+
+
+def _sample(store: Store, group: Sequence[Checked]) -> np.ndarray:
+    """Stored DN (C, N) of the model's bands in up to ``SAMPLE_CHUNKS`` inner chunks,
+    spread over the first scenes of ``group``."""
+    import zarr
+
+    parts: list[np.ndarray] = []
+    for c in group:
+        g, key = c.info.grid, f"{c.info.key}/reflectance"
+        arr = zarr.open_array(store.zarr_store(key, read_only=True), zarr_format=3, mode="r")
+        ny, nx = -(-g.height // g.chunk), -(-g.width // g.chunk)
+        picks = dict.fromkeys((int(ny * f), int(nx * h)) for f in (0.25, 0.75)
+                              for h in (0.25, 0.75))
+        for cy, cx in list(picks)[:SAMPLE_CHUNKS - len(parts)]:
+            y, x = cy * g.chunk, cx * g.chunk
+            try:
+                dn = read_checked(arr, store.url(key),
+                                  (slice(None), slice(y, y + g.chunk), slice(x, x + g.chunk)))
+            except CorruptObjectError:  # the job's to report, naming the shard
+                continue
+            parts.append(dn[list(c.idx)].reshape(len(c.idx), -1))
+        if len(parts) >= SAMPLE_CHUNKS:
+            break
+    return np.concatenate(parts, axis=1) if parts else np.empty((len(group[0].idx), 0))
 
 
 # a task takes one-shard scenes (chips) until it holds about this many pixels: a 2048^2
@@ -196,7 +294,8 @@ def predict_item(store: Store, client: Any, item: str, ref: ModelRef, adapter: A
                  resources: dict[str, float] | None = None) -> dict[str, Any]:
     """Predict one scene item; returns a summary with the mask URI and seconds. Its tasks
     ask the workers for ``resources`` (a share of a GPU on GPU runs)."""
-    c = Checked(*_checked_scene(store, item, adapter, collection))
+    c = _matched(_scene(store, item, collection), adapter.spec)
+    check_radiometry(store, [c], adapter.spec)
     return _predict_checked(store, client, c, ref, adapter, products=products, batch=batch,
                             progress=progress, resources=resources)
 

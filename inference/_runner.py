@@ -19,6 +19,7 @@ argument; the store objects in the graph carry none.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import hashlib
 import threading
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from chunkstore import (
     read_checked,
     write_mask_shard,
 )
-from models import Adapter, Radiometry, Runtime, load_model
+from models import CONFIG, Adapter, Radiometry, Runtime, load_model, models_folder
 
 from ._block import products, shard_probs, shared_probs
 from ._parts import part_key, read_part, write_part
@@ -41,17 +42,20 @@ from ._tiling import TilePlan
 
 @dataclass(frozen=True)
 class ModelRef:
-    """What a worker needs to load a model: the reference, and for a checkpoint in
-    the store, that store (without credentials)."""
+    """What a worker needs to load a model: the reference, for a checkpoint in the
+    store that store (without credentials), for an untrained preset the bands it reads
+    (None: its default)."""
 
     ref: str
     store: Store | None = None
     threads: int = 1
     runtime: Runtime = Runtime()
+    bands: tuple[str, ...] | None = None
 
     def load(self, credentials: Credentials | None = None) -> Adapter:
         if self.store is None:
-            return load_model(self.ref, threads=self.threads, runtime=self.runtime)
+            return load_model(self.ref, threads=self.threads, runtime=self.runtime,
+                              bands=self.bands)
         store = self.store.with_credentials(credentials) if credentials else self.store
 
         def read(name: str) -> bytes:
@@ -59,7 +63,19 @@ class ModelRef:
                 raise FileNotFoundError(name)
             return store.read_bytes(name)
 
-        return load_model(self.ref, read=read, threads=self.threads, runtime=self.runtime)
+        return load_model(self.ref, read=read, threads=self.threads, runtime=self.runtime,
+                          nearby=lambda: checkpoints_near(store))
+
+
+def checkpoints_near(store: Store) -> list[str]:
+    """The checkpoints (``NAME/VERSION`` folders holding a config) in the ``models``
+    folder above the checkpoint folder ``store``, as URIs."""
+    root = models_folder(store.uri)
+    if root is None:
+        return []
+    keys = dataclasses.replace(store, uri=root).list("")
+    return [f"{root}/{k.removesuffix('/' + CONFIG)}" for k in keys
+            if k.count("/") == 2 and k.endswith("/" + CONFIG)]
 
 
 _MODELS: dict[ModelRef, Adapter] = {}

@@ -44,7 +44,7 @@ from chunkstore import (
 from ._cloud import CLOUD_METHOD, shard_counts
 from ._read import read_band
 from ._sensors import LANDSAT, SENTINEL2
-from ._sources import SceneSource, discover, fingerprint
+from ._sources import Reading, SceneSource, discover, fingerprint, stac_common_name
 from ._target import TargetGrid, target_grid
 
 log = logging.getLogger("satchunk.ingest")
@@ -70,22 +70,38 @@ def run_shard(task: ShardTask, credentials: Credentials) -> tuple[int, int]:
     r0, c0, h, w = schema.grid.window(task.sy, task.sx)
     block = np.empty((len(scene.bands), h, w), dtype=schema.dtype)
     for i, band in enumerate(scene.bands):
-        block[i] = read_band(band, grid, r0, c0, h, w, schema.dtype, scene.nodata)
+        dn = read_band(band, grid, r0, c0, h, w, scene.dtype, scene.nodata)
+        if scene.band_scales:  # reflectance = DN * scale + offset, per band; fill -> NaN
+            s, o = scene.band_scales[i]
+            fill = _is_fill(dn, scene.nodata)
+            np.multiply(dn, s, out=block[i], casting="unsafe")
+            block[i] += np.float32(o)
+            block[i][fill] = np.nan
+        else:
+            block[i] = dn
     aux = {name: read_band(src, grid, r0, c0, h, w, src.meta.dtype, 0, kernel="nearest")
            for name, src in scene.aux}
     label = None if scene.label is None else scene.label.read(store, grid.window(r0, c0, h, w))
     names = [b.info.common_name for b in scene.bands]
-    stats = shard_counts(block, names, scene.scale, scene.offset, scene.nodata,
+    _, fill, scale, offset = scene.stored
+    stats = shard_counts(block, names, scale, offset, fill,
                          estimate_cloud=scene.sensor in (SENTINEL2, LANDSAT))
     write_shard(store, task.key, schema, task.sy, task.sx, block, aux, label, stats)
     return task.sy, task.sx
 
 
+def _is_fill(dn: np.ndarray, nodata: float | None) -> np.ndarray:
+    if nodata is None or math.isnan(nodata):
+        return np.isnan(dn) if dn.dtype.kind == "f" else np.zeros(dn.shape, bool)
+    return dn == nodata
+
+
 def _schema(scene: SceneSource, grid: TargetGrid, shard: int, chunk: int, fp: str,
             collection: str) -> SceneSchema:
+    dtype, fill, scale, offset = scene.stored
     return SceneSchema(
         bands=tuple(b.info.common_name for b in scene.bands),
-        dtype=scene.dtype, scale=scene.scale, offset=scene.offset, nodata=scene.nodata,
+        dtype=dtype, scale=scale, offset=offset, nodata=fill,
         crs_wkt=grid.crs_wkt, transform=grid.transform,
         grid=ShardGrid(grid.height, grid.width, shard, chunk),
         aux=tuple((name, src.meta.dtype) for name, src in scene.aux),
@@ -182,14 +198,16 @@ def _scene_item(scene: SceneSource, schema: SceneSchema, grid: TargetGrid,
         acquired = datetime.fromtimestamp(Path(scene.files[0]).stat().st_mtime, UTC)
         props["satchunk:datetime_source"] = "file modification time (pass --datetime)"
         log.warning("%s: no acquisition time in the file names or tags; using the file's "
-                    "modification time (pass --datetime to set it)", scene.item_id)
+                    "modification time (pass --datetime, one per path, or --datetime-from "
+                    "%%Y%%m%%d naming the date's pattern in the file names)", scene.item_id)
     if scene.sensor in (SENTINEL2, LANDSAT) and "blue" in schema.bands:
         props["eo:cloud_cover"] = round(100 * stats["cloud_pixels"]
                                         / max(stats["valid_pixels"], 1), 2)
         props["satchunk:cloud_cover_method"] = CLOUD_METHOD
     if scene.label is not None:
         props["satchunk:label_classes"] = list(scene.label.classes)
-    band_meta = [{"name": b.info.name, "common_name": b.info.common_name,
+    band_meta = [{"name": b.info.name,
+                  "common_name": stac_common_name(b.info.common_name),
                   "center_wavelength": b.info.center_wavelength} for b in scene.bands]
     item = scene_item(schema, scene.item_id, collection, href, acquired, band_meta, props)
     for rb in item.assets["zarr"].extra_fields.get("raster:bands", []):
@@ -201,12 +219,21 @@ def _scene_item(scene: SceneSource, schema: SceneSchema, grid: TargetGrid,
 def check_inputs(paths: Sequence[str], collection: str, *, sensor: str = "auto",
                  bands: Sequence[str] | None = None, resolution: float | None = None,
                  labels: str | None = None, label_field: str | None = None,
-                 classes: Sequence[str] | None = None, acquired: str | None = None,
-                 shard: int = 2048, chunk: int = 256) -> list[SceneSource]:
-    """Check every input and parameter before any cluster starts or anything is written."""
+                 classes: Sequence[str] | None = None,
+                 acquired: str | Sequence[str] | None = None, shard: int = 2048,
+                 chunk: int = 256, stack: bool = False, datetime_from: str | None = None,
+                 scale: Sequence[float] = (), offset: Sequence[float] = (),
+                 nodata_class: int | None = None) -> list[SceneSource]:
+    """Check every input and parameter before any cluster starts or anything is written.
+
+    ``acquired`` is one ISO 8601 time for every path or one per path; ``scale`` and
+    ``offset`` one value for every band or one per band."""
     validate_id(collection, "collection")
     ShardGrid(1, 1, shard, chunk)  # validates --shard / --chunk
-    scenes = discover(paths, sensor, bands, labels, label_field, classes, acquired)
+    times = (acquired,) if isinstance(acquired, str) else tuple(acquired or ())
+    reading = Reading(sensor, tuple(bands) if bands else None, stack, times, datetime_from,
+                      _numbers("--scale", scale), _numbers("--offset", offset))
+    scenes = discover(paths, reading, labels, label_field, classes, nodata_class)
     for scene in scenes:
         grid = target_grid([b.meta for b in scene.bands], resolution)
         try:  # the STAC footprint: lon/lat, cut at the antimeridian where it crosses
@@ -214,6 +241,14 @@ def check_inputs(paths: Sequence[str], collection: str, *, sensor: str = "auto",
         except InputError as exc:
             raise InputError(f"{scene.files[0]}: {exc}") from None
     return scenes
+
+
+def _numbers(flag: str, values: Sequence[float]) -> tuple[float, ...]:
+    out = tuple(float(v) for v in values)
+    if not all(math.isfinite(v) for v in out) or (flag == "--scale" and 0 in out):
+        raise InputError(f"{flag} {','.join(map(str, values))}: give finite numbers"
+                         + (", none of them 0" if flag == "--scale" else ""))
+    return out
 
 
 def ingest_scenes(scenes: Sequence[SceneSource], collection: str, store: Store, client: Any,
@@ -228,11 +263,16 @@ def ingest(paths: Sequence[str], collection: str, store: Store, client: Any, *,
            sensor: str = "auto", bands: Sequence[str] | None = None,
            resolution: float | None = None, labels: str | None = None,
            label_field: str | None = None, classes: Sequence[str] | None = None,
-           acquired: str | None = None, shard: int = 2048, chunk: int = 256,
+           acquired: str | Sequence[str] | None = None, shard: int = 2048, chunk: int = 256,
+           stack: bool = False, datetime_from: str | None = None, scale: Sequence[float] = (),
+           offset: Sequence[float] = (), nodata_class: int | None = None,
            progress: bool = True) -> list[dict[str, Any]]:
-    """Check every input first, then ingest each scene into ``collection``."""
+    """Check every input first (see :func:`check_inputs`), then ingest each scene into
+    ``collection``."""
     scenes = check_inputs(paths, collection, sensor=sensor, bands=bands, resolution=resolution,
                           labels=labels, label_field=label_field, classes=classes,
-                          acquired=acquired, shard=shard, chunk=chunk)
+                          acquired=acquired, shard=shard, chunk=chunk, stack=stack,
+                          datetime_from=datetime_from, scale=scale, offset=offset,
+                          nodata_class=nodata_class)
     return ingest_scenes(scenes, collection, store, client, resolution=resolution, shard=shard,
                          chunk=chunk, progress=progress)

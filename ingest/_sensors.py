@@ -51,6 +51,14 @@ _LS_BAND = re.compile(r"(?i)(?:^|_)(SR_|ST_)?(B(?:1[01]|[1-9]))$")
 _LS_QA = re.compile(r"(?i)(?:^|_)(BQA|QA_PIXEL)$")
 _S2_DATE = re.compile(r"(?:^|_)(\d{8}T\d{6})(?:_|$)")
 _LS_DATE = re.compile(r"(?:^|_)(\d{8})_\d{8}_")
+# Landsat 1-7 pre-collection scene ids: L + sensor + mission + path + row + year + day
+# of year + station + version (LE70350322008118EDC00: 2008, day 118).
+_LS_SCENE_ID = re.compile(
+    r"(?i)(?:^|[^A-Z0-9])L[CEMOT][1-9]\d{6}((?:19|20)\d{2})(\d{3})[A-Z]{3}\d{2}")
+# A calendar date in a file name: 20160517, 2016-05-17 or 2016_05_17 (not inside a
+# longer run of digits), optionally with a THHMMSS time.
+_NAME_DATE = re.compile(r"(?<!\d)((?:19|20)\d{2})([-_]?)(0[1-9]|1[0-2])\2(0[1-9]|[12]\d|3[01])"
+                        r"(?:T(\d{2})(\d{2})(\d{2}))?(?!\d)")
 _S2_OFFSET_SINCE = datetime(2022, 1, 25, tzinfo=UTC)  # processing baseline 04.00
 # Landsat 1-7 product names: Collection 1/2 (LE07_L2SP_...) and pre-collection scene ids
 # (LE72250782011065CUB00). Their band numbering is not Landsat 8/9's.
@@ -115,6 +123,58 @@ def acquisition_time(text: str, sensor: str) -> datetime | None:
         m = _LS_DATE.search(text)
         if m:
             return datetime.strptime(m.group(1), "%Y%m%d").replace(tzinfo=UTC)
+    return None
+
+
+def name_time(text: str) -> datetime | None:
+    """The acquisition time a file or folder name carries, if exactly one: a Sentinel-2
+    or Landsat product time, a Landsat 1-7 scene id's year and day, or one calendar date
+    (``..._20160517``, ``2016-05-17``). Two different dates (e.g. a Landsat product's
+    acquisition and processing dates outside the usual layout) give None."""
+    for sensor in (SENTINEL2, LANDSAT):
+        t = acquisition_time(text, sensor)
+        if t is not None:
+            return t
+    m = _LS_SCENE_ID.search(text)
+    if m and 1 <= int(m.group(2)) <= 366:
+        return datetime.strptime(m.group(1) + m.group(2), "%Y%j").replace(tzinfo=UTC)
+    found = set()
+    for m in _NAME_DATE.finditer(text):
+        y, _, mo, d, hh, mm, ss = m.groups()
+        try:
+            found.add(datetime(int(y), int(mo), int(d), int(hh or 0), int(mm or 0),
+                               int(ss or 0), tzinfo=UTC))
+        except ValueError:  # 2016-02-30
+            continue
+    return found.pop() if len(found) == 1 else None
+
+
+_CODES = {"%Y": r"\d{4}", "%y": r"\d{2}", "%m": r"\d{2}", "%d": r"\d{2}", "%j": r"\d{3}",
+          "%H": r"\d{2}", "%M": r"\d{2}", "%S": r"\d{2}", "%b": r"[A-Za-z]{3}", "%%": "%"}
+
+
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """A regular expression finding ``pattern`` (strptime codes: %Y %y %m %d %j %H %M %S
+    %b) inside a longer name; ValueError for other codes."""
+    parts = re.split(r"(%.)", pattern)
+    out = []
+    for part in parts:
+        if part.startswith("%") and len(part) == 2:
+            if part not in _CODES:
+                raise ValueError(f"{part} is not supported: use %Y %y %m %d %j %H %M %S %b")
+            out.append(_CODES[part])
+        else:
+            out.append(re.escape(part))
+    return re.compile("(" + "".join(out) + ")")
+
+
+def pattern_time(pattern: str, text: str) -> datetime | None:
+    """The first match of ``pattern`` (see :func:`pattern_regex`) in ``text``, parsed."""
+    for m in pattern_regex(pattern).finditer(text):
+        try:
+            return datetime.strptime(m.group(1), pattern).replace(tzinfo=UTC)
+        except ValueError:
+            continue
     return None
 
 

@@ -153,3 +153,67 @@ def model_inputs(raw: Any, names: Sequence[str], spec: ModelSpec,
         else:
             torch.nan_to_num_(x, nan=0.0, posinf=0.0, neginf=0.0)
     return x, valid
+
+
+# Full scales of stored DN (8, 10 and 12 bit, reflectance x 10000, 16 bit): a scene
+# stored as DN x 1 is told to divide by the first its DN fit in
+# DN ranges of scenes stored as is, and the scale usual for each: 8-bit bytes,
+# reflectance x 10,000 (Sentinel-2, Landsat and MODIS surface reflectance), 16-bit.
+_FULL_SCALES = ((255, "0.00392157 (1/255, 8-bit DN)"),
+                (10000, "0.0001 (reflectance x 10,000, as Sentinel-2 or Landsat SR store it)"),
+                (65535, "1.5259e-05 (1/65535, 16-bit DN)"))
+
+
+def input_range(spec: ModelSpec) -> tuple[float, float] | None:
+    """The reflectance range a model's normalization was made for: mean +- 3 std over its
+    bands (from 0 up where no band's mean is negative); None for a model without
+    normalization (an untrained preset). Derived channels (indices) do not depend on the
+    scale and are left out."""
+    if not spec.mean:
+        return None
+    n = len(spec.bands)
+    mean, std = np.asarray(spec.mean[:n]), np.asarray(spec.std[:n])
+    lo, hi = float((mean - 3 * std).min()), float((mean + 3 * std).max())
+    return (max(lo, 0.0) if mean.min() >= 0 else lo), hi
+
+
+def check_reflectance(dn: np.ndarray, radiometry: Radiometry, spec: ModelSpec,
+                      item: str) -> str | None:
+    """Stored DN of the model's bands (C, ...) of scene ``item``, against
+    :func:`input_range`: a :class:`ModelError` where the scene's reflectance (its 99.9th
+    percentile) reaches more than 10 times that range, or under a hundredth of it (dark
+    scenes are normal); a one-line warning to log where it reaches more than twice the
+    range; else None."""
+    expected = input_range(spec)
+    if expected is None:
+        return None
+    c = dn.shape[0]
+    flat = dn.reshape(c, 1, -1)
+    refl = flat[:, 0, valid_pixels(flat, radiometry)[0]].astype(np.float64)
+    refl = refl * radiometry.scale + radiometry.offset
+    refl = refl[np.isfinite(refl)]  # NaN in a band the others have: not a value
+    if not refl.size:
+        return None
+    lo, hi = expected
+    top = float(np.quantile(refl, 0.999))
+    reach = (top - lo) / (hi - lo)
+    if 0.01 <= reach <= 2:
+        return None
+    reaches = "reaches" if reach > 1 else "reaches only"
+    said = (f"{item}: reflectance {reaches} {_num(top)} but model {spec.model_id} expects "
+            f"{_num(lo)}..{_num(hi)}")
+    dn_top = (top - radiometry.offset) / radiometry.scale if radiometry.scale else None
+    full = next((text for f, text in _FULL_SCALES if dn_top is not None and dn_top <= f),
+                None)
+    if reach > 1 and hi <= 2 and full is not None:  # a reflectance model, DN stored as is
+        fix = f"re-ingest with --scale {full} or the sensor's scale"
+    else:
+        fix = (f"re-ingest with the scale the model's training data had (it is stored with "
+               f"scale_factor {radiometry.scale:g}, add_offset {radiometry.offset:g})")
+    if reach > 10 or reach < 0.01:
+        raise ModelError(f"{said}: {fix}")
+    return f"{said}: masks may be off; if its scale is wrong, {fix}"
+
+
+def _num(v: float) -> str:
+    return f"{v:.2g}" if abs(v) < 100 else f"{v:.0f}"

@@ -44,6 +44,15 @@ def _csv(value: str | list[str] | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
+def _floats(flag: str, value: str | None) -> tuple[float, ...]:
+    """Numbers given comma-separated."""
+    try:
+        return tuple(float(v) for v in _csv(value) or ())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number or a comma-separated list of "
+                                 "numbers", param_hint=flag) from None
+
+
 def _place(store: str | None, endpoint_url: str | None, scheduler: str | None = None,
            as_json: bool = False) -> Place:
     return Place(store, endpoint_url, scheduler, progress=not as_json)
@@ -71,8 +80,21 @@ def ingest(
     label_field: Annotated[str | None, typer.Option(help="class field of polygon labels")] = None,
     classes: Annotated[str | None, typer.Option(help="comma-separated class names of a "
                                                 "raster label, in value order")] = None,
-    acquired: Annotated[str | None, typer.Option("--datetime", help="acquisition time (ISO "
-                                                 "8601) when file names carry none")] = None,
+    nodata_class: Annotated[int | None, typer.Option("--nodata-class", help=(
+        "label raster value meaning unlabelled (besides the file's nodata)"))] = None,
+    acquired: Annotated[str | None, typer.Option("--datetime", help=(
+        "acquisition time (ISO 8601), one for all paths or comma-separated one per path "
+        "(default: from the file names, e.g. _20160517, or TIFF tags)"))] = None,
+    datetime_from: Annotated[str | None, typer.Option("--datetime-from", help=(
+        "the date's pattern in the file or folder names, e.g. %Y%m%d or %Y-%j"))] = None,
+    stack: Annotated[bool, typer.Option("--stack", help=(
+        "stack the given single-band files (or a folder's) as the bands of one scene, in "
+        "the order given"))] = False,
+    scale: Annotated[str | None, typer.Option(help=(
+        "reflectance = DN x scale + offset: one value, or comma-separated one per band "
+        "(default: the sensor's; 1 for generic rasters)"))] = None,
+    offset: Annotated[str | None, typer.Option(help="see --scale (default: the sensor's; 0)")
+                      ] = None,
     shard: Annotated[int, typer.Option(help="shard edge in pixels (one object, one task)")] = 2048,
     chunk: Annotated[int, typer.Option(help="inner chunk edge in pixels (training patch)")] = 256,
     scheduler: SchedulerOpt = None,
@@ -82,7 +104,8 @@ def ingest(
     from .scene_jobs import IngestOptions, ingest_job
 
     opts = IngestOptions(paths, collection, sensor, _csv(bands), resolution, labels, label_field,
-                         _csv(classes), acquired, shard, chunk)
+                         _csv(classes), _csv(acquired), shard, chunk, stack, datetime_from,
+                         _floats("--scale", scale), _floats("--offset", offset), nodata_class)
     _say(as_json, ingest_job(opts, _place(store, endpoint_url, scheduler, as_json)),
          report.ingested)
 

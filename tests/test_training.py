@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from chunkstore import open_store
+from chunkstore import InputError, open_store
 from satchunk.cli import main
 
 COLL, ITEM = "s2train", "small_full_data_nocloud"
@@ -207,13 +207,12 @@ def test_bad_inputs_are_refused_before_any_write(capsys, cli, s2_dir, client, tm
     ingest_scenes(scenes, "absent", cli, client, shard=512, chunk=64, progress=False)
     assert_refused(capsys, ["train", "--collection", "absent", *FAST], "snow",
                    "no labelled pixel")
-    # no valid patch: every label pixel is nodata
+    # every label pixel is nodata: refused at ingest, before a scene is marked labelled
     with rasterio.open(tif, "r+") as ds:
         ds.write(np.full((ds.height, ds.width), 255, np.uint8), 1)
-    scenes = check_inputs([str(s2_dir)], "empty", labels=str(tif), classes=list(CLASSES),
-                          shard=512, chunk=64)
-    ingest_scenes(scenes, "empty", cli, client, shard=512, chunk=64, progress=False)
-    assert_refused(capsys, ["train", "--collection", "empty", *FAST], "no valid patch")
+    with pytest.raises(InputError, match="no labelled pixel falls on scene"):
+        check_inputs([str(s2_dir)], "empty", labels=str(tif), classes=list(CLASSES),
+                     shard=512, chunk=64)
     # options
     assert_refused(capsys, ["train", "--collection", COLL, *FAST, "--patch", "128"],
                    "--patch 128", "inner chunk (64)")
