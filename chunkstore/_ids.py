@@ -5,6 +5,7 @@ import re
 from .errors import InvalidIdError
 
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+RESERVED = frozenset({"catalog.json", "collection.json"})  # their folders would clash
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -22,6 +23,23 @@ def validate_id(value: str, what: str = "id") -> str:
         )
     if value.startswith("."):
         raise InvalidIdError(f"invalid {what} {value!r}: must not start with '.'")
+    if value in RESERVED:
+        raise InvalidIdError(f"invalid {what} {value!r}: the STAC catalog's own files are "
+                             "named so: pick another name")
+    return value
+
+
+SEPARATOR = "__"  # joins a scene id and a model id into a derived item's id
+
+
+def validate_scene_id(value: str) -> str:
+    """``value`` if it can name a scene item: a valid id without ``__``, which only
+    derived items' ids hold (a mask is ``SCENE__MODEL``), so the two never collide."""
+    validate_id(value, "item id")
+    if SEPARATOR in value:
+        raise InvalidIdError(
+            f"invalid scene id {value!r}: '{SEPARATOR}' is reserved for derived items "
+            f"(masks are SCENE{SEPARATOR}MODEL): rename it with a single '_'")
     return value
 
 

@@ -4,23 +4,22 @@ Every array satchunk writes is sharded with a crc32c-checked shard index and
 crc32c-checked inner chunks, and every writer writes whole shards (empty ones
 included). So a shard object that is empty, cut short or altered is damage:
 zarr reports a cut or altered one as a checksum mismatch (without the key), and
-reads an empty one as fill values. :func:`checked_store` refuses empty chunk
-objects (and makes zarr's transport failures one-line store errors), and
-:func:`read_checked` turns a checksum failure into an error naming the damaged
-object.
+reads an empty or missing one as fill values. :func:`checked_store` refuses empty
+chunk objects, and missing shard objects when it reads (and makes zarr's transport
+failures one-line store errors), and :func:`use_naming_pipeline` makes a checksum
+or decompression failure an error naming the damaged object.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
+from ._layout import COORDS
 from .errors import CorruptObjectError
 
-_FIX = "delete it and re-run the job that wrote it (ingest, label or predict) to rewrite it"
+_FIX = ("delete it and re-run the job that wrote it (ingest, label or predict): the re-run "
+        "rewrites missing shards")
 
 
 def checked_store(zarr_store: Any, url: str, errors: Callable[[str], Any]) -> Any:
@@ -30,6 +29,8 @@ def checked_store(zarr_store: Any, url: str, errors: Callable[[str], Any]) -> An
     from zarr.storage import WrapperStore
 
     class CheckedStore(WrapperStore):  # type: ignore[type-arg]
+        root_url = url.rstrip("/")  # what NamingPipeline names a damaged object by
+
         def _with_store(self, store: Any) -> Any:
             return CheckedStore(store)
 
@@ -38,6 +39,8 @@ def checked_store(zarr_store: Any, url: str, errors: Callable[[str], Any]) -> An
                 buf = await self._store.get(key, prototype, byte_range)
             if buf is not None and len(buf) == 0 and _is_chunk(key):
                 raise CorruptObjectError(f"object {url.rstrip('/')}/{key} is empty: {_FIX}")
+            if buf is None and self.read_only and _is_shard(f"{url.rstrip('/')}/{key}"):
+                raise CorruptObjectError(f"object {url.rstrip('/')}/{key} is missing: {_FIX}")
             return buf
 
         async def get_partial_values(self, prototype: Any, key_ranges: Any) -> Any:
@@ -63,19 +66,69 @@ def _is_chunk(key: str) -> bool:
     return key.startswith("c/") or "/c/" in key
 
 
-def read_checked(array: Any, url: str, selection: tuple[slice, ...]) -> np.ndarray:
-    """``array[selection]`` (plain slices) of the zarr array at ``url``; a shard object
-    failing its checksum raises :class:`CorruptObjectError` naming it."""
-    try:
-        return np.asarray(array[selection])
-    except CorruptObjectError:
-        raise
-    except Exception as exc:
-        if not _is_damage(exc):
-            raise
-        key = _damaged_shard(array, selection) or "(one of the shards read)"
-        raise CorruptObjectError(f"object {url.rstrip('/')}/{key} is damaged "
-                                 f"({_first_line(exc)}): {_FIX}") from None
+def _is_shard(url: str) -> bool:
+    """Whether ``url`` names a shard object, which every writer writes (coordinates
+    may leave a chunk equal to the fill value out)."""
+    array, sep, _ = url.rpartition("/c/")
+    return bool(sep) and array.rsplit("/", 1)[-1] not in COORDS
+
+
+def _naming_pipeline() -> type:
+    from zarr.core.codec_pipeline import BatchedCodecPipeline
+
+    class NamingPipeline(BatchedCodecPipeline):
+        """zarr's codec pipeline, except that a chunk object failing its checksum or
+        its decompression read from a satchunk store is a :class:`CorruptObjectError`
+        naming that object (zarr's own error names none). Only a failing read costs
+        more: the batch is read again one object at a time to find it."""
+
+        async def read_batch(self, batch_info: Any, out: Any, drop_axes: tuple[int, ...] = ()
+                             ) -> None:
+            batch_info = list(batch_info)
+            try:
+                await super().read_batch(batch_info, out, drop_axes)
+                return
+            except CorruptObjectError:
+                raise
+            except Exception as exc:
+                if not _is_damage(exc):
+                    raise
+                first = exc
+            for item in batch_info:
+                root = getattr(getattr(item[0], "store", None), "root_url", None)
+                if root is None:  # inside a shard, or not a satchunk store: the caller names it
+                    raise first
+                try:
+                    await super().read_batch([item], out, drop_axes)
+                except Exception as exc:
+                    if _is_damage(exc):
+                        raise CorruptObjectError(f"object {root}/{item[0].path} is damaged "
+                                                 f"({_first_line(exc)}): {_FIX}") from None
+                    raise
+            raise first
+
+    return NamingPipeline
+
+
+_PIPELINE: list[str] = []  # its registered name, once registered in this process
+
+
+def use_naming_pipeline() -> None:
+    """Make zarr read through :class:`NamingPipeline` in this process, unless it was
+    told to use a pipeline of its own."""
+    import zarr
+
+    if _PIPELINE and zarr.config.get("codec_pipeline.path") == _PIPELINE[0]:
+        return
+    if zarr.config.get("codec_pipeline.path") != "zarr.core.codec_pipeline.BatchedCodecPipeline":
+        return
+    from zarr.registry import register_pipeline
+
+    if not _PIPELINE:
+        pipeline = _naming_pipeline()
+        register_pipeline(pipeline)
+        _PIPELINE.append(f"{pipeline.__module__}.{pipeline.__qualname__}")
+    zarr.config.set({"codec_pipeline.path": _PIPELINE[0]})
 
 
 def _is_damage(exc: BaseException) -> bool:
@@ -87,22 +140,3 @@ def _is_damage(exc: BaseException) -> bool:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:120]
-
-
-def _damaged_shard(array: Any, selection: tuple[slice, ...]) -> str | None:
-    """Key (under the array) of the first shard object under ``selection`` that fails
-    when read on its own."""
-    shards = array.shards or array.chunks
-    bounds = [sel.indices(size)[:2] for sel, size in zip(selection, array.shape, strict=True)]
-    ranges = [range(a // n, max(b - 1, a) // n + 1)
-              for (a, b), n in zip(bounds, shards, strict=True)]
-    for idx in itertools.product(*ranges):
-        part = tuple(slice(max(i * n, a), min((i + 1) * n, b))
-                     for i, n, (a, b) in zip(idx, shards, bounds, strict=True))
-        try:
-            array[part]
-        except Exception as exc:
-            if _is_damage(exc):
-                return "c/" + "/".join(str(i) for i in idx)
-            raise
-    return None

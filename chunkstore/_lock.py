@@ -7,13 +7,22 @@ conditional replace (``If-Match``); a lock not renewed for ``ttl`` seconds belon
 a dead job and is taken over the same way, so a crashed job never blocks its re-run
 for longer than ``ttl`` (not at all on the same host, where a holder whose process is
 gone is known to be dead).
+
+A lock body is read as untrusted data: one that is not what satchunk writes (not a JSON
+object, no numeric ``heartbeat``, a heartbeat more than ``CLOCK_SKEW_S`` in the future)
+is taken as expired, and its ``ttl_s`` counts for at most ``MAX_TTL_S``. Taking such a
+lock over loses nothing: it is a conditional replace, and a job that still held it finds
+it gone at its next renewal and commits nothing. Refusing it instead would block the
+output until someone deleted the object by hand.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import reprlib
 import socket
 import threading
 import time
@@ -28,6 +37,8 @@ from ._store import Store
 from .errors import JobError, LockedError, NotFoundError, SatchunkError
 
 TTL_S = 120.0
+MAX_TTL_S = TTL_S  # the longest ttl satchunk writes: a longer one read back counts as this
+CLOCK_SKEW_S = 30.0  # how far in the future another host's heartbeat may be and be trusted
 log = logging.getLogger("satchunk.lock")
 
 
@@ -91,6 +102,8 @@ class OutputLock:
 def output_lock(store: Store, key: str, what: str, ttl: float = TTL_S
                 ) -> Iterator[OutputLock]:
     """Hold the lock of the output at ``key`` (``what`` names it in messages)."""
+    if not 0 < ttl <= MAX_TTL_S:
+        raise ValueError(f"lock ttl {ttl} must be in (0, {MAX_TTL_S:.0f}] s")
     lkey = lock_key(key)
     owner = uuid.uuid4().hex
     body = {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(),
@@ -136,17 +149,25 @@ def _ours(store: Store, lkey: str, owner: str) -> str | None:
     """The lock's etag if it is held by ``owner``, else None."""
     try:
         etag = store.etag(lkey)
-        held = json.loads(store.read_bytes(lkey))
+        held = _load(store.read_bytes(lkey))
     except (SatchunkError, ValueError):
         return None
     return etag if isinstance(held, dict) and held.get("owner") == owner else None
+
+
+def _load(raw: bytes) -> object:
+    """The JSON in ``raw``; a ValueError if it is not JSON (or nested beyond reason)."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def _take_over(store: Store, lkey: str, body: dict, what: str, ttl: float) -> None:
     """Replace a lock that its holder stopped renewing; refuse a live one."""
     try:
         etag = store.etag(lkey)
-        held = json.loads(store.read_bytes(lkey))
+        held = _load(store.read_bytes(lkey))
     except NotFoundError:  # released just now: one more try
         if store.create_bytes(lkey, _dump(body)) is not None:
             return
@@ -156,36 +177,88 @@ def _take_over(store: Store, lkey: str, body: dict, what: str, ttl: float) -> No
         time.sleep(1.0)
         try:
             etag = store.etag(lkey)
-            held = json.loads(store.read_bytes(lkey))
+            held = _load(store.read_bytes(lkey))
         except NotFoundError:
             return _take_over(store, lkey, body, what, ttl)
         except ValueError:
-            held = {"heartbeat": 0.0}  # broken: nobody holds it
-    age = time.time() - float(held.get("heartbeat", 0))
-    live = age < float(held.get("ttl_s", ttl)) and not _dead_here(held)
+            held = None  # broken: nobody holds it
+    left, untrusted = _expires_in(held, ttl, time.time())
+    if untrusted:
+        log.warning("%s is not a lock as satchunk writes it (%s): taken as expired",
+                    store.url(lkey), untrusted)
+    live = left > 0 and not _dead_here(held)
     if live or not etag:
-        who = f"pid {held.get('pid', '?')} on {held.get('host', '?')}"
+        h = held if isinstance(held, dict) else {}
+        who = f"pid {_show(h.get('pid', '?'))} on {_show(h.get('host', '?'))}"
         raise LockedError(
-            f"{what} is being written by another job ({who}, since {held.get('since', '?')}): "
-            f"wait for it to finish; if that job is dead, re-run after {ttl:.0f} s, when its "
-            f"lock ({store.url(lkey)}) expires") from None
+            f"{what} is being written by another job ({who}, since "
+            f"{_show(h.get('since', '?'))}): wait for it to finish; if that job is dead, "
+            f"re-run after {math.ceil(max(left, 0.0))} s, when its lock ({store.url(lkey)}) "
+            "expires") from None
     if (store.replace_bytes(lkey, _dump(body), etag) is None
             and _ours(store, lkey, body["owner"]) is None):
         raise LockedError(f"{what} was just taken by another job: wait for it to finish")
-    log.warning("took over %s from a job that stopped (last renewed %.0f s ago)", lkey, age)
+    log.warning("took over %s from a job that stopped (%s)", lkey,
+                untrusted or f"its lock expired {max(-left, 0.0):.0f} s ago")
 
 
-def _dead_here(held: dict) -> bool:
-    """The holder ran on this host and its process is gone (killed, crashed)."""
-    if held.get("host") != socket.gethostname():
+def _expires_in(held: object, ttl: float, now: float) -> tuple[float, str | None]:
+    """Seconds until the lock body ``held`` expires (<= 0: expired), and why it is not
+    trusted (then expired), or None. Its ``ttl_s`` (``ttl`` if absent) is clamped to
+    ``MAX_TTL_S``; a heartbeat more than ``CLOCK_SKEW_S`` ahead of ``now`` is not trusted,
+    as no renewal written since could be told from it: it would block the output for as
+    long as it is ahead."""
+    if held is None:
+        return 0.0, "not JSON"
+    if not isinstance(held, dict):
+        return 0.0, f"a JSON {type(held).__name__}, not an object"
+    beat = held.get("heartbeat")
+    if not _seconds(beat):
+        return 0.0, f"heartbeat {_show(beat)} is not a time in seconds"
+    if beat > now + CLOCK_SKEW_S:
+        return 0.0, f"heartbeat {beat - now:.3g} s in the future"
+    held_ttl = held.get("ttl_s", ttl)
+    if not _seconds(held_ttl) or held_ttl <= 0:
+        return 0.0, f"ttl_s {_show(held_ttl)} is not a positive number of seconds"
+    return beat + min(held_ttl, MAX_TTL_S) - now, None
+
+
+def _seconds(value: object) -> bool:
+    """A finite JSON number (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     try:
-        os.kill(int(held.get("pid", 0)), 0)
-    except ProcessLookupError:
-        return True
-    except (OSError, ValueError):
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float
         return False
-    return int(held.get("pid", 0)) <= 0
+
+
+def _show(value: object, limit: int = 40) -> str:
+    """``value`` for a one-line message: printable, at most ``limit`` characters."""
+    try:
+        text = value if isinstance(value, str) else reprlib.repr(value)
+    except ValueError:  # an int of more digits than Python will print
+        text = f"a {type(value).__name__}"
+    text = "".join(c if c.isprintable() else "?" for c in text[:limit + 1])
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _dead_here(held: object) -> bool:
+    """The holder ran on this host and its process is gone (killed, crashed)."""
+    if not isinstance(held, dict) or held.get("host") != socket.gethostname():
+        return False
+    pid = held.get("pid")
+    if isinstance(pid, bool) or not isinstance(pid, int):
+        return False  # not a pid: not known to be dead
+    if pid <= 0:
+        return True  # no process has it
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # gone, or beyond any pid
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _dump(body: dict) -> bytes:

@@ -24,6 +24,7 @@ import numpy as np
 
 from ._grid import ShardGrid
 from ._histogram import LABEL_NODATA
+from ._manifest import verify
 from ._scene import (
     array_meta,
     codecs,
@@ -182,12 +183,14 @@ class MaskInfo:
 def read_mask(store: Store, key: str) -> MaskInfo:
     """The metadata of the mask Zarr at ``key``: shape, grid, class names and colours,
     the products present, georeferencing and group attributes. A mask without its
-    ``class`` array is a :class:`NotFoundError`."""
+    ``class`` array is a :class:`NotFoundError`, a damaged one (:func:`verify`) a
+    CorruptObjectError."""
     from .errors import NotFoundError
 
     cmeta = array_meta(store, f"{key}/{CLASS}")
     if cmeta is None:
         raise NotFoundError(f"no mask Zarr at {store.url(key)}")
+    verify(store, key)
     attrs = mask_attrs(store, key) or {}
     h, w = cmeta["shape"]
     products = tuple(p for p in PRODUCTS

@@ -29,6 +29,8 @@ import numpy as np
 
 from ._grid import ShardGrid
 from ._histogram import LABEL_NODATA, chunk_histogram
+from ._layout import LABEL_ARRAYS
+from ._manifest import verify
 from ._store import Store
 
 REFLECTANCE = "reflectance"
@@ -52,6 +54,7 @@ class SceneSchema:
     grid: ShardGrid
     aux: tuple[tuple[str, str], ...] = ()  # (name, dtype) of extra (y, x) arrays
     label_classes: tuple[str, ...] | None = None
+    label_source: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
     attrs: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @property
@@ -129,10 +132,11 @@ class SceneInfo:
     attrs: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)  # group
 
 
-def read_scene(store: Store, key: str) -> SceneInfo:
+def read_scene(store: Store, key: str, check: bool | tuple[str, ...] = True) -> SceneInfo:
     """The metadata of the scene Zarr at ``key``: shape, grid, band names, radiometry,
     georeferencing, auxiliary arrays, label classes and group attributes. A missing
-    scene is a :class:`NotFoundError`."""
+    scene is a :class:`NotFoundError`; a damaged one (see :func:`verify`, unless
+    ``check`` is False; a tuple names arrays it leaves aside) a CorruptObjectError."""
     import zarr
 
     from .errors import NotFoundError
@@ -141,6 +145,8 @@ def read_scene(store: Store, key: str) -> SceneInfo:
     refl = array_meta(store, f"{key}/{REFLECTANCE}") if group is not None else None
     if group is None or refl is None:
         raise NotFoundError(f"no scene Zarr at {store.url(key)}")
+    if check is not False:
+        verify(store, key, () if check is True else check)
     attrs = dict(group.get("attributes", {}))
     enc = refl.get("attributes", {})
     fill = refl.get("fill_value")
@@ -248,7 +254,7 @@ def create_scene(store: Store, key: str, schema: SceneSchema) -> None:
         )
         encoding[name] = {"chunks": (c, c), "shards": (s, s), "fill_value": 0, **codecs()}
     if schema.label_classes is not None:
-        label_vars, label_enc = _label_variables(g, schema.label_classes)
+        label_vars, label_enc = _label_variables(g, schema.label_classes, schema.label_source)
         variables.update(label_vars)
         encoding.update(label_enc)
     ny, nx = g.n_shards
@@ -357,7 +363,7 @@ def add_label(store: Store, key: str, classes: Sequence[str],
     classes = tuple(str(c) for c in classes)
     if not 0 < len(classes) < LABEL_NODATA:
         raise ValueError(f"a label needs 1 to {LABEL_NODATA - 1} classes, got {len(classes)}")
-    g = read_scene(store, key).grid
+    g = read_scene(store, key, check=LABEL_ARRAYS).grid
     variables, encoding = _label_variables(g, classes, source)
     # the same xarray encoding as create_scene, rendered into a scratch folder; only the
     # two arrays' metadata documents are copied into the scene
@@ -409,8 +415,18 @@ def shard_stats(store: Store, key: str) -> dict[str, int]:
     return {name: int(v) for name, v in zip(STAT_NAMES, totals, strict=True)}
 
 
+def label_counts(store: Store, key: str) -> np.ndarray:
+    """Labelled pixels per class id of the scene's ``label``, from its histogram."""
+    import zarr
+
+    group = zarr.open_group(store=store.zarr_store(key, read_only=True), mode="r",
+                            zarr_format=3)
+    return np.asarray(group[HISTOGRAM][:], dtype=np.uint64).sum(axis=(0, 1, 2, 3))
+
+
 def open_scene(store: Store, key: str, **kwargs: Any) -> Any:
-    """Open a scene lazily as an ``xarray.Dataset`` with Dask chunks = shards."""
+    """Open a scene (or mask) Zarr lazily as an ``xarray.Dataset`` with Dask chunks =
+    shards, once its objects are checked against its manifest (:func:`verify`)."""
     import xarray as xr
 
     attrs = scene_attrs(store, key)
@@ -418,6 +434,7 @@ def open_scene(store: Store, key: str, **kwargs: Any) -> Any:
         from .errors import NotFoundError
 
         raise NotFoundError(f"no scene Zarr at {store.url(key)}")
+    verify(store, key)
     s = int(attrs.get("shard", 2048))
     kwargs.setdefault("chunks", {"y": s, "x": s})
     return xr.open_zarr(store.zarr_store(key, read_only=True), consolidated=False,

@@ -3,10 +3,17 @@
 Used by tests, the demo and ``satchunk store serve`` on machines without Docker;
 deployments use MinIO from docker-compose.yml. Credentials are generated once per
 data directory and kept in ``<dir>/.satchunk-s3.json`` (mode 600).
+
+The server runs in a session of its own (a Ctrl-C at the terminal reaches its parent,
+which stops it) and, on Linux, dies with the thread that started it: the kernel sends it
+SIGKILL when that thread ends, however it ends (SIGKILL, a closed terminal, a crash), so
+no orphan keeps the port and the data folder. Elsewhere (macOS) there is no such signal:
+an orphan must be stopped by hand (its PID is printed, and is ``S3Server.pid``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import secrets
@@ -15,9 +22,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,9 +146,37 @@ def _spawn(cmd: list[str], data_dir: Path) -> subprocess.Popen:
     log = open(data_dir / "weed.log", "ab")  # noqa: SIM115 - the child keeps it open
     try:
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=_die_with_parent())
     finally:
         log.close()
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel SIGKILL the child when this thread ends, or
+    None where that cannot be had: not Linux, or not the main thread (the signal follows
+    the thread that forked, and a worker thread may end long before the process).
+
+    SIGKILL, not SIGTERM: weed's graceful stop takes about 25 s and nobody is left to
+    finish it; SeaweedFS's volumes survive a kill (``S3Server.stop`` ends with one too)."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not \
+            threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # loaded here, not in the child
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the line above
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
 
 
 def _wait_ready(server: S3Server, timeout: float) -> None:

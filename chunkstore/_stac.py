@@ -17,9 +17,10 @@ import pystac
 
 from ._ids import validate_id
 from ._layout import CATALOG_KEY, collection_key, item_key
+from ._manifest import delete_manifest
 from ._scene import SceneSchema
 from ._store import Store
-from .errors import InputError, NotFoundError
+from .errors import CorruptObjectError, InputError, NotFoundError
 
 ZARR_MEDIA_TYPE = "application/vnd+zarr"
 
@@ -193,17 +194,45 @@ def _item_dict(item: pystac.Item) -> dict[str, Any]:
     return d
 
 
+def _document(store: Store, key: str, data: bytes) -> dict[str, Any]:
+    """The STAC JSON object read from ``key``; anything else there is damage."""
+    try:
+        doc = json.loads(data)
+    except ValueError:  # not JSON (cut short, altered) or not UTF-8
+        doc = None
+    if isinstance(doc, dict) and (key == CATALOG_KEY or isinstance(doc.get("id"), str)):
+        return doc
+    if key == CATALOG_KEY:
+        fix = ("delete it: the next ingest, label or predict writes it again, linking every "
+               "collection in the store")
+    else:
+        _, collection, item, _ = key.split("/")
+        fix = (f"delete it (`chunkstore.delete_item(store, {collection!r}, {item!r})`, or "
+               "remove the object directly) and re-run the job that wrote it (ingest, or "
+               "predict for a mask; then label again if it had a label), which commits it "
+               "again from the shards in the store")
+    raise CorruptObjectError(f"object {store.url(key)} is not a STAC JSON document (cut "
+                             f"short or damaged): {fix}")
+
+
 def _ensure_catalog(store: Store, collection: str) -> None:
     if store.exists(CATALOG_KEY):
-        cat = json.loads(store.read_bytes(CATALOG_KEY))
+        cat = _document(store, CATALOG_KEY, store.read_bytes(CATALOG_KEY))
+        cat.setdefault("links", [])
+        names = [collection]
     else:
         cat = pystac.Catalog(id="satchunk", description="satchunk scenes, masks and models")
         cat = cat.to_dict(include_self_link=False, transform_hrefs=False)
         cat["links"] = [{"rel": "root", "href": "./catalog.json", "type": "application/json"}]
-    href = f"./{collection}/collection.json"
-    if not any(link.get("href") == href for link in cat["links"]):
-        cat["links"].append({"rel": "child", "href": href, "type": "application/json",
-                             "title": collection})
+        names = sorted({*list_collections(store), collection})  # rewritten: link them all
+    added = False
+    for name in names:
+        href = f"./{name}/collection.json"
+        if not any(link.get("href") == href for link in cat["links"]):
+            cat["links"].append({"rel": "child", "href": href, "type": "application/json",
+                                 "title": name})
+            added = True
+    if added:
         store.write_bytes(CATALOG_KEY, json.dumps(cat, indent=2).encode())
 
 
@@ -245,16 +274,31 @@ def write_item(store: Store, item: pystac.Item, refresh: bool = True) -> str:
     (:func:`refresh_collection`; each refresh reads every item of the collection).
     """
     collection = validate_id(item.collection_id or "", "collection")
+    validate_id(item.id, "item id")
     if refresh:
         _ensure_catalog(store, collection)
         if not store.exists(collection_key(collection)):  # listed from now on
             store.write_bytes(collection_key(collection),
                               json.dumps(_collection_dict(collection, []), indent=2).encode())
     key = item_key(collection, item.id)
+    _check_kind(store, key, item)
     store.write_bytes(key, json.dumps(_item_dict(item), indent=2).encode())
     if refresh:
         refresh_collection(store, collection)
     return key
+
+
+def _check_kind(store: Store, key: str, item: pystac.Item) -> None:
+    """Refuse to replace an item of another kind (a scene by a mask, or back)."""
+    kind = item.properties.get("satchunk:kind", "scene")
+    try:
+        there = json.loads(store.read_bytes(key)).get("properties", {})
+    except (NotFoundError, ValueError, AttributeError):
+        return  # nothing there, or damage that the new item replaces
+    if there.get("satchunk:kind", "scene") != kind:
+        raise InputError(f"item {store.url(key)} is a {there.get('satchunk:kind', 'scene')}, "
+                         f"not a {kind}: its id is taken; nothing was replaced (pick "
+                         "another id)")
 
 
 def refresh_collection(store: Store, collection: str) -> None:
@@ -274,7 +318,8 @@ def list_items(store: Store, collection: str) -> list[dict[str, Any]]:
     keys = [k for k in store.list(f"stac/{collection}")
             if len(p := k.split("/")) == 4 and p[3] == f"{p[2]}.json"]
     found = store.read_many(keys)  # one deleted since the listing is left out
-    return sorted((json.loads(found[k]) for k in keys if k in found), key=lambda d: d["id"])
+    return sorted((_document(store, k, found[k]) for k in keys if k in found),
+                  key=lambda d: d["id"])
 
 
 def read_item(store: Store, collection: str, item: str) -> dict[str, Any]:
@@ -284,7 +329,7 @@ def read_item(store: Store, collection: str, item: str) -> dict[str, Any]:
             f"item {item!r} is not in collection {collection!r} of {store.describe()}: "
             "see `satchunk catalog ls`"
         )
-    return json.loads(store.read_bytes(key))
+    return _document(store, key, store.read_bytes(key))
 
 
 def find_item(store: Store, item: str, collection: str | None = None) -> dict[str, Any]:
@@ -303,5 +348,7 @@ def find_item(store: Store, item: str, collection: str | None = None) -> dict[st
 
 
 def delete_item(store: Store, collection: str, item: str) -> None:
-    """Remove an item's STAC JSON (its commit marker) so it no longer counts as complete."""
+    """Remove an item's STAC JSON (its commit marker) so it no longer counts as
+    complete, then its Zarr's manifest."""
     store.delete(item_key(collection, item))
+    delete_manifest(store, collection, item)

@@ -12,6 +12,7 @@ import atexit
 import hashlib
 import os
 import posixpath
+import re
 import uuid
 import weakref
 from collections.abc import Mapping
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ._ids import validate_id
-from ._integrity import checked_store
+from ._integrity import checked_store, use_naming_pipeline
 from .errors import NotFoundError, StoreError
 
 # Every request is bounded: 5 s to connect, ``Store.read_timeout`` (60 s unless
@@ -41,6 +42,18 @@ def _mask(value: str | None) -> str:
     if not value:
         return "None"
     return f"'{value[:4]}****'" if len(value) > 8 else "'****'"
+
+
+# the password of a URL's user info, up to the authority's last "@" as URL parsers read it
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/?#@:'\"<>]*):[^\s/?#'\"<>]*@")
+_USERINFO = re.compile(r"(?i)^([a-z][a-z0-9+.-]*://)[^/?#]*@")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@host`` URL in it
+    blanked (``user:***@host``). The one place that knows the form: store errors use it,
+    and so does the log and job-record filter of ``satchunk.redact``."""
+    return _URL_PASSWORD.sub(r"\1:***@", text)
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,15 @@ class Store:
             bucket = self.uri[5:].split("/", 1)[0]
             if not bucket:
                 raise StoreError(f"store URI {self.uri!r} has no bucket: use s3://BUCKET/PREFIX")
+        if self.endpoint_url and _USERINFO.match(self.endpoint_url):
+            # S3 signs with the keys; the HTTP client refuses a URL's user info next to
+            # that signature, after minutes of retries: say so now, without the secret
+            bare = _USERINFO.sub(r"\1", self.endpoint_url)
+            raise StoreError(
+                f"the endpoint URL {bare} carries a user name or password (USER:PASSWORD@ "
+                "before the host), which S3 does not use: drop it from --endpoint-url / "
+                "AWS_ENDPOINT_URL and give the keys in AWS_ACCESS_KEY_ID / "
+                "AWS_SECRET_ACCESS_KEY")
 
     def __getstate__(self) -> dict[str, Any]:
         # Never ship credentials inside a pickled Store: tasks get them explicitly.
@@ -143,7 +165,7 @@ class Store:
     def describe(self) -> str:
         """Safe one-line description for messages (no credentials)."""
         if self.is_s3 and self.endpoint_url:
-            return f"{self.uri} at {self.endpoint_url}"
+            return f"{self.uri} at {redact_urls(self.endpoint_url)}"
         return self.uri
 
     # -- clients -----------------------------------------------------------------------
@@ -175,6 +197,7 @@ class Store:
         one is damage)."""
         import zarr.storage
 
+        use_naming_pipeline()
         if self.is_s3:
             zs = zarr.storage.FsspecStore(_async_s3fs(self.s3fs_options(asynchronous=True)),
                                           read_only=read_only, path=self._path(key))
@@ -345,17 +368,42 @@ class Store:
     def _list_s3(self, base: str) -> list[str]:
         """``bucket/key`` of every object under the path ``base``: one LIST request per
         1,000 keys (s3fs's ``find`` adds a HEAD and a LIST when nothing is there)."""
+        return [f"{base.partition('/')[0]}/{o['Key']}" for o in self._list_s3_objects(base)]
+
+    def _list_s3_objects(self, base: str) -> list[dict[str, Any]]:
         bucket, _, key = base.partition("/")
         kw: dict[str, Any] = {"Bucket": bucket, "Prefix": key.rstrip("/") + "/" if key else ""}
-        out: list[str] = []
+        out: list[dict[str, Any]] = []
         while True:
             page = self.fs.call_s3("list_objects_v2", **kw)
             # objects only: an S3 server may keep an emptied prefix as a directory entry
-            out += [f"{bucket}/{o['Key']}" for o in page.get("Contents", [])
-                    if not o["Key"].endswith("/")]
+            out += [o for o in page.get("Contents", []) if not o["Key"].endswith("/")]
             if not page.get("IsTruncated"):
                 return out
             kw["ContinuationToken"] = page["NextContinuationToken"]
+
+    def stat(self, prefix: str) -> dict[str, tuple[int, str | None, int | None]]:
+        """Every object under ``prefix`` (keys relative to it): (size, the server's ETag
+        or None, modification time in ns or None): on S3 one LIST request per 1,000
+        objects (ETag and size, no mtime), on a local directory one ``stat`` per file
+        (size and mtime, no ETag)."""
+        base = self._path(prefix).rstrip("/")
+        with self._errors(f"list {prefix}"):
+            if self.is_s3:
+                start = len(base.partition("/")[2]) + 1
+                return {o["Key"][start:]: (int(o["Size"]), str(o.get("ETag", "")).strip('"'),
+                                           None)
+                        for o in self._list_s3_objects(base)}
+            out: dict[str, tuple[int, str | None, int | None]] = {}
+            for folder, _, files in os.walk(base):
+                for name in files:
+                    if name.startswith(".") and name.endswith(".partial"):
+                        continue  # a write in progress (write_bytes)
+                    path = os.path.join(folder, name)
+                    st = os.stat(path)
+                    out[os.path.relpath(path, base).replace(os.sep, "/")] = (
+                        st.st_size, None, st.st_mtime_ns)
+            return out
 
     def list_dirs(self, prefix: str) -> list[str]:
         """Names of the immediate sub-prefixes of ``prefix``."""
@@ -440,8 +488,8 @@ class _ErrorMap:
         ):
             raise StoreError(
                 f"bucket {self.store.bucket!r} does not exist at "
-                f"{self.store.endpoint_url or 'AWS'}: create it (`satchunk store serve` "
-                "creates one) or fix --store"
+                f"{redact_urls(self.store.endpoint_url or 'AWS')}: create it (`satchunk "
+                "store serve` creates one) or fix --store"
             ) from None
         if isinstance(ev, FileNotFoundError):
             raise NotFoundError(f"not found in {where}: {self.action}") from None
@@ -459,7 +507,7 @@ class _ErrorMap:
                 "--endpoint-url / AWS_ENDPOINT_URL"
             ) from None
         if isinstance(ev, OSError) or type(ev).__module__.split(".")[0] in _TRANSPORT:
-            text = str(ev).splitlines()[0][:200] if str(ev) else ""
+            text = redact_urls(str(ev).splitlines()[0])[:200] if str(ev) else ""
             raise StoreError(f"the object store {where} failed trying to {self.action} "
                              f"({name}: {text}) after retries: re-run to finish") from None
         return False

@@ -7,7 +7,7 @@ import asyncio
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,9 +16,10 @@ import tornado.web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from chunkstore import InvalidIdError, NotFoundError, SatchunkError, Store, validate_id
+from chunkstore import InvalidIdError, NotFoundError, Store, validate_id
 
 from . import _charts, _read, _runs
+from ._guard import LOOPBACK, Guarded, Hosts, NotFound, Static, link
 from ._quicklook import class_overlay, is_clear, palette, png, rgb_quicklook, stride_for
 
 HERE = Path(__file__).parent
@@ -46,7 +47,7 @@ class _Cache:
         return value
 
 
-class _Base(tornado.web.RequestHandler):
+class _Base(Guarded):
     @property
     def store(self) -> Store:
         return self.application.settings["store"]
@@ -69,19 +70,6 @@ class _Base(tornado.web.RequestHandler):
             return [validate_id(v, "id") for v in values]
         except InvalidIdError:
             raise tornado.web.HTTPError(404) from None
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None))[1]
-        message = str(exc) if isinstance(exc, SatchunkError) else self._reason
-        self.finish(f"<!doctype html><html><head><meta charset='utf-8'><title>{status_code}"
-                    "</title><link rel='icon' href='/static/favicon.svg'></head><body>"
-                    f"<p>{tornado.escape.xhtml_escape(message)}</p><p><a href='/'>catalog</a>"
-                    "</p></body></html>")
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, NotFoundError):
-            return
-        super().log_exception(typ, value, tb)
 
 
 def _not_found(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -236,11 +224,13 @@ class StacJson(_Base):
         self.write(data)
 
 
-def make_app(store: Store) -> tornado.web.Application:
-    """The dashboard's routes over ``store``."""
+def make_app(store: Store, allowed_hosts: Iterable[str] = LOOPBACK) -> tornado.web.Application:
+    """The dashboard's routes over ``store``, answering only requests whose Host is one of
+    ``allowed_hosts`` (each ``name``, on any port, or ``name:port``)."""
     jinja = Environment(loader=FileSystemLoader(HERE / "templates"),
                         autoescape=select_autoescape(["html"]))
     jinja.filters["num"] = lambda v, f="{:.1f}": "-" if v is None else f.format(v)
+    jinja.filters["link"] = link
     land = json.loads((HERE / "data" / "land.geojson").read_text())
     return tornado.web.Application([
         (r"/", CatalogPage),
@@ -251,4 +241,6 @@ def make_app(store: Store) -> tornado.web.Application:
         (r"/runs", RunsPage),
         (r"/runs/([^/]+)", RunPage),
         (r"/stac/(.+)", StacJson),
-    ], static_path=str(HERE / "static"), store=store, cache=_Cache(), jinja=jinja, land=land)
+    ], static_path=str(HERE / "static"), static_handler_class=Static,
+        default_handler_class=NotFound, hosts=Hosts(allowed_hosts), store=store,
+        cache=_Cache(), jinja=jinja, land=land)

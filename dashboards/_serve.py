@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from chunkstore import Store, StoreError
 
 from ._app import make_app
+from ._guard import Hosts, bound_hosts
 
 
 @dataclass
@@ -38,18 +40,28 @@ def _bind(host: str, port: int) -> list[socket.socket]:
                          "another --port (0 = any free one)") from None
 
 
-def start_dashboard(store: Store, host: str = "127.0.0.1", port: int = 8050) -> Dashboard:
-    """Serve the dashboard of ``store`` from a background thread; returns its URL."""
+def start_dashboard(store: Store, host: str = "127.0.0.1", port: int = 8050,
+                    allowed_hosts: Iterable[str] = ()) -> Dashboard:
+    """Serve the dashboard of ``store`` from a background thread; returns its URL.
+
+    It answers requests for the address it is bound to (and the loopback names when it
+    listens on loopback or on every address) and for ``allowed_hosts`` (``name`` or
+    ``name:port``, as the browser's address bar shows them); a request with another Host
+    (DNS rebinding) gets a 400.
+    """
     from tornado.httpserver import HTTPServer
 
+    extra = list(allowed_hosts)
+    Hosts(extra)  # a bad one is refused before anything is bound
     sockets = _bind(host, port)
     bound = sockets[0].getsockname()[1]
+    app = make_app(store, [*bound_hosts(host, bound), *extra])
     ready = threading.Event()
     box: dict[str, Any] = {}
 
     def main() -> None:
         async def serve() -> None:
-            server = HTTPServer(make_app(store))
+            server = HTTPServer(app)
             server.add_sockets(sockets)
             box["loop"], box["stopped"] = asyncio.get_running_loop(), asyncio.Event()
             ready.set()

@@ -18,11 +18,14 @@ from chunkstore import (
     create_mask,
     delete_item,
     done_mask_shards,
+    find_damage,
     item_key,
     mask_attrs,
     mask_item_id,
     mask_key,
     output_lock,
+    repairs,
+    seal,
     write_item,
 )
 from models import Adapter
@@ -103,17 +106,23 @@ def commit_prediction(store: Store, c: Checked, plan: MaskPlan, ref: ModelRef,
 
     if c.committed is not False:  # else nothing was committed moments ago: to the lock
         same, committed = state()
-        if same and committed:
+        if same and committed and find_damage(store, store_key) == []:
             return exists()
     with output_lock(store, store_key, f"mask {store.url(store_key)}") as lock:
         # one listing: whether a layout is there, its finished shards, what a new one replaces
         listed = store.list(store_key)
         same, committed = state(listed)  # again: another job may have finished it meanwhile
+        redo: set[tuple[int, int]] | None = set()
         if same and committed:
-            return exists()
-        if committed:
+            redo, why = repairs(store, store_key)
+            if redo == set():
+                return exists()
+            log.warning("repairing mask %s: %s; rewriting %s", plan.item_id, why,
+                        "it whole" if redo is None else f"{len(redo)} shard(s)")
+            same = redo is not None
+        if committed and not same:
             delete_item(store, collection, plan.item_id)
-        done = done_mask_shards(store, store_key, listed) if same else set()
+        done = done_mask_shards(store, store_key, listed) - (redo or set()) if same else set()
         if not same:
             if plan.summary["shards"] > 1:
                 store.delete(parts_prefix(store_key))
@@ -121,6 +130,7 @@ def commit_prediction(store: Store, c: Checked, plan: MaskPlan, ref: ModelRef,
         left = [s for s in c.info.grid.shards() if s not in done]
         run(left, ref)
         lock.confirm(f"mask {store.url(store_key)}")
+        seal(store, store_key)
         seconds = round(time.perf_counter() - t0, 3)
         mitem = mask_item(c.scene, plan.item_id, store.url(store_key),
                           f"../{item}/{item}.json", spec.to_dict(), plan.schema.products,
@@ -129,7 +139,8 @@ def commit_prediction(store: Store, c: Checked, plan: MaskPlan, ref: ModelRef,
         write_item(store, mitem, refresh=refresh)  # the commit
         if plan.summary["shards"] > 1:
             _drop_parts(store, store_key)
-    return {**plan.summary, "status": "predicted", "written_shards": len(left),
+    return {**plan.summary, "status": "repaired" if redo else "predicted",
+            "written_shards": len(left),
             "seconds": seconds}
 
 

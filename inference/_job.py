@@ -20,7 +20,6 @@ from chunkstore import (
     find_item,
     mask_item_id,
     open_store,
-    read_checked,
     read_scene,
     refresh_collection,
     run_shard_tasks,
@@ -216,8 +215,7 @@ def _sample(store: Store, group: Sequence[Checked]) -> np.ndarray:
         for cy, cx in list(picks)[:SAMPLE_CHUNKS - len(parts)]:
             y, x = cy * g.chunk, cx * g.chunk
             try:
-                dn = read_checked(arr, store.url(key),
-                                  (slice(None), slice(y, y + g.chunk), slice(x, x + g.chunk)))
+                dn = np.asarray(arr[:, y:y + g.chunk, x:x + g.chunk])
             except CorruptObjectError:  # the job's to report, naming the shard
                 continue
             parts.append(dn[list(c.idx)].reshape(len(c.idx), -1))

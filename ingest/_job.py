@@ -20,21 +20,28 @@ from typing import Any
 import numpy as np
 
 from chunkstore import (
+    LABEL_ARRAYS,
     Credentials,
     InputError,
+    SatchunkError,
     SceneSchema,
     ShardGrid,
     Store,
     create_scene,
     delete_item,
     done_shards,
+    find_damage,
     footprint_wgs84,
     item_key,
+    label_counts,
     output_lock,
+    read_scene,
+    repairs,
     run_shard_tasks,
     scene_attrs,
     scene_item,
     scene_key,
+    seal,
     shard_stats,
     validate_id,
     write_item,
@@ -106,6 +113,7 @@ def _schema(scene: SceneSource, grid: TargetGrid, shard: int, chunk: int, fp: st
         grid=ShardGrid(grid.height, grid.width, shard, chunk),
         aux=tuple((name, src.meta.dtype) for name, src in scene.aux),
         label_classes=scene.label.classes if scene.label else None,
+        label_source=scene.label.source if scene.label else None,
         attrs={"fingerprint": fp, "sensor": scene.sensor, "item": scene.item_id,
                "collection": collection, "sources": [Path(f).name for f in scene.files]},
     )
@@ -147,29 +155,45 @@ def ingest_scene(scene: SceneSource, collection: str, store: Store, client: Any,
         attrs = (scene_attrs(store, key) or {}).get("satchunk", {})
         return attrs.get("fingerprint") == fp, store.exists(item_key(collection, scene.item_id))
 
+    # the arrays this ingest writes: a label made later by `satchunk label` is that job's
+    owns = None if schema.has_label else (lambda array: array not in LABEL_ARRAYS)
     exists = {**summary, "status": "exists", "written_shards": 0}
     same, committed = state()
-    if same and committed:
+    if same and committed and find_damage(store, key, owns) == []:
         return {**exists, "seconds": round(time.perf_counter() - t0, 3)}
     with output_lock(store, key, f"scene {store.url(key)}") as lock:
         same, committed = state()  # again: another job may have finished it meanwhile
+        redo: set[tuple[int, int]] | None = set()
         if same and committed:
-            return {**exists, "seconds": round(time.perf_counter() - t0, 3)}
-        if committed:
-            log.warning("replacing %s/%s: its inputs or parameters changed", collection,
-                        scene.item_id)
+            redo, why = repairs(store, key, owns)
+            if redo == set():
+                return {**exists, "seconds": round(time.perf_counter() - t0, 3)}
+            log.warning("repairing %s/%s: %s; rewriting %s", collection, scene.item_id, why,
+                        "it whole" if redo is None else f"{len(redo)} shard(s)")
+            same = redo is not None
+        elif committed:
+            log.warning("replacing %s/%s: it was ingested from other inputs or parameters%s",
+                        collection, scene.item_id, _band_change(store, key, schema.bands))
+        if committed and not same:
             delete_item(store, collection, scene.item_id)
         if not same:
             create_scene(store, key, schema)
-        done = done_shards(store, key) if same else set()
+        done = done_shards(store, key) - (redo or set()) if same else set()
         tasks = [ShardTask(scene, grid, schema, store.without_credentials(), key, sy, sx)
                  for sy, sx in schema.grid.shards() if (sy, sx) not in done]
-        run_shard_tasks(client, run_shard, tasks, store.credentials,
-                        [f"ingest-{collection}-{scene.item_id}-{fp[:8]}-{t.sy}-{t.sx}"
-                         for t in tasks],
-                        [f"shard {t.sy},{t.sx} of {collection}/{scene.item_id}" for t in tasks],
-                        total=summary["shards"], done=len(done), desc=scene.item_id,
-                        progress=progress)
+        try:
+            run_shard_tasks(client, run_shard, tasks, store.credentials,
+                            [f"ingest-{collection}-{scene.item_id}-{fp[:8]}-{t.sy}-{t.sx}"
+                             for t in tasks],
+                            [f"shard {t.sy},{t.sx} of {collection}/{scene.item_id}"
+                             for t in tasks],
+                            total=summary["shards"], done=len(done), desc=scene.item_id,
+                            progress=progress)
+        except InputError as exc:  # the input's fault: a re-run cannot finish this Zarr
+            if not (same and committed):
+                store.delete(key)
+            raise InputError(f"{exc}; nothing was ingested" if not (same and committed)
+                             else str(exc)) from None
         lock.confirm(f"scene {store.url(key)}")
         stats = shard_stats(store, key)
         if not stats["valid_pixels"]:
@@ -177,10 +201,34 @@ def ingest_scene(scene: SceneSource, collection: str, store: Store, client: Any,
             raise InputError(f"{scene.files[0]}: every pixel is nodata (fill value "
                              f"{schema.nodata}) or NaN: check the file and its nodata "
                              "value; nothing was ingested")
+        if schema.label_classes:
+            _warn_empty_classes(schema.label_classes, label_counts(store, key),
+                                f"{collection}/{scene.item_id}")
+        seal(store, key, owns)
         write_item(store, _scene_item(scene, schema, grid, stats, store.url(key),
                                       collection))  # commit
-    return {**summary, "status": "ingested", "written_shards": len(tasks),
+    return {**summary, "status": "repaired" if redo else "ingested", "written_shards": len(tasks),
             "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _band_change(store: Store, key: str, bands: Sequence[str]) -> str:
+    """' (bands a,b -> c,d)' when the scene at ``key`` has other bands than ``bands``."""
+    try:
+        before = read_scene(store, key, check=False).bands
+    except SatchunkError:  # damaged: it is replaced whatever it held
+        return ""
+    if tuple(before) == tuple(bands):
+        return ""
+    return f" (bands {','.join(before)} -> {','.join(bands)})"
+
+
+def _warn_empty_classes(classes: Sequence[str], counts: np.ndarray, item: str) -> None:
+    empty = [c for c, n in zip(classes, counts, strict=True) if n == 0]
+    if empty:
+        log.warning("%s: class(es) %s have no labelled pixel on the scene (their shapes are "
+                    "smaller than a pixel or between pixel centres); training refuses a class "
+                    "without pixels in any scene: add scenes that hold them or drop them from "
+                    "the labels", item, ", ".join(empty))
 
 
 def _scene_item(scene: SceneSource, schema: SceneSchema, grid: TargetGrid,

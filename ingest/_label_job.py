@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from chunkstore import (
+    LABEL_ARRAYS,
     LABEL_NODATA,
     Credentials,
     InputError,
@@ -31,6 +33,8 @@ from chunkstore import (
     Store,
     add_label,
     done_label_shards,
+    drop_from_manifest,
+    find_damage,
     find_item,
     mask_item_id,
     mask_key,
@@ -38,8 +42,10 @@ from chunkstore import (
     read_item,
     read_mask,
     read_scene,
+    repairs,
     run_shard_tasks,
     scene_key,
+    seal,
     validate_id,
     write_item,
     write_label_shard,
@@ -52,6 +58,8 @@ from ._label_rules import QA_LAYOUTS, parse_thresholds
 from ._label_scl import SclLabel
 from ._label_source import LabelSource
 from ._target import TargetGrid
+
+log = logging.getLogger("satchunk.label")
 
 SOURCES_HELP = "qa, scl, indices or mask:MODEL_ID"
 LABEL_PROPS = ("satchunk:label_classes", "satchunk:label_source", "satchunk:label_thresholds")
@@ -132,7 +140,7 @@ def check_label(store: Store, item: str, source: str, *, collection: str | None 
     col = scene["collection"]
     skey = scene_key(col, item)
     try:
-        info = read_scene(store, skey)
+        info = read_scene(store, skey, check=LABEL_ARRAYS)  # a damaged label is remade
     except NotFoundError:
         raise InputError(f"item {item} has no scene Zarr at {store.url(skey)}: "
                          "re-ingest it") from None
@@ -147,9 +155,9 @@ def check_label(store: Store, item: str, source: str, *, collection: str | None 
 
     if kind in ("qa", "scl"):
         if kind not in info.aux:
-            what = ("a Landsat QA band (qa): ingest the Landsat scene with its BQA or "
+            what = ("Landsat QA band (qa): ingest the Landsat scene with its BQA or "
                     "QA_PIXEL file" if kind == "qa" else
-                    "a Sentinel-2 scene classification (scl): ingest the L2A granule with "
+                    "Sentinel-2 scene classification (scl): ingest the L2A granule with "
                     "its SCL file")
             raise InputError(f"scene {col}/{item} has no {what}, or use --from indices")
     if kind == "qa":
@@ -200,7 +208,7 @@ def run_label_shard(task: LabelTask, credentials: Credentials) -> tuple[int, int
 
 
 def _label_source(store: Store, key: str) -> Any:
-    return read_scene(store, key).label_source
+    return read_scene(store, key, check=False).label_source
 
 
 def _class_pixels(store: Store, key: str, classes: tuple[str, ...]) -> dict[str, int]:
@@ -267,16 +275,26 @@ def label_scene(store: Store, client: Any, item: str, source: str, *,
                 "class_pixels": _class_pixels(store, key, plan.classes),
                 "seconds": round(time.perf_counter() - t0, 3)}
 
+    def in_label(array: str) -> bool:
+        return array in LABEL_ARRAYS
+
     same, committed = state()
-    if committed:
+    if committed and find_damage(store, key, in_label) == []:
         return exists()
     with output_lock(store, key, f"scene {store.url(key)}") as lock:
         same, committed = state()  # again: another job may have finished it meanwhile
+        redo: set[tuple[int, int]] | None = set()
         if committed:
-            return exists()
+            redo, why = repairs(store, key, in_label)
+            if redo == set():
+                return exists()
+            log.warning("repairing the label of %s/%s: %s; rewriting %s", col, item, why,
+                        "it whole" if redo is None else f"{len(redo)} shard(s)")
+            same = redo is not None
         _write_scene_item(store, col, item, None)  # uncommit first: never half-labelled
+        drop_from_manifest(store, key, LABEL_ARRAYS)
         if same:
-            done = done_label_shards(store, key)
+            done = done_label_shards(store, key) - (redo or set())
         else:
             add_label(store, key, plan.classes, source_doc)
             done = set()
@@ -291,8 +309,10 @@ def label_scene(store: Store, client: Any, item: str, source: str, *,
                         progress=progress)
         class_pixels = _class_pixels(store, key, plan.classes)
         lock.confirm(f"the label of scene {store.url(key)}")
+        seal(store, key, in_label)
         _write_scene_item(store, col, item, props)  # the commit
-    return {**summary, "status": "labelled", "written_shards": len(tasks),
+    return {**summary, "status": "repaired" if redo else "labelled",
+            "written_shards": len(tasks),
             "class_pixels": class_pixels, "seconds": round(time.perf_counter() - t0, 3)}
 
 

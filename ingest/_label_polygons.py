@@ -16,7 +16,7 @@ import numpy as np
 
 from chunkstore import LABEL_NODATA, InputError, Store
 
-from ._label_source import Footprint, check_cover, in_crs, window_bounds
+from ._label_source import FEW, Footprint, check_cover, in_crs, window_bounds
 from ._target import ShardWindow
 
 
@@ -82,7 +82,8 @@ def _key(value: Any, integer: bool) -> int | str | None:
 
 
 def _on_scene(path: str, field: str, crs_wkt: str, scene: Footprint) -> tuple[list[object], float]:
-    """The field values of the polygons on ``scene`` and the share of it they cover."""
+    """The field values of the polygons on ``scene`` and the share of it they cover (at
+    least :data:`FEW` where points or lines are among them: no warning for a trace)."""
     import pyogrio
     import shapely
 
@@ -105,7 +106,9 @@ def _on_scene(path: str, field: str, crs_wkt: str, scene: Footprint) -> tuple[li
     if not classed.any():
         return [], 0.0
     share = shapely.union_all(clipped[classed]).area / box.area
-    return df[field][classed].tolist(), max(share, 1e-12)  # points and lines: a trace
+    if (shapely.get_dimensions(geoms[classed]) < 2).any():
+        share = max(share, FEW)  # points and lines label a trace of pixels by design
+    return df[field][classed].tolist(), share
 
 
 def polygon_label(path: str, field: str | None, scenes: Sequence[Footprint]) -> PolygonLabel:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,15 +49,20 @@ def _kind_of(path: Path) -> str:
 
 @contextmanager
 def quiet_gdal() -> Iterator[None]:
-    """GDAL's own error lines (rasterio logs each one) kept out of the output: the one
-    error satchunk raises says what went wrong."""
+    """GDAL's own error lines (rasterio logs each one) and rasterio's warning about a
+    file without georeferencing kept out of the output: the one error satchunk raises
+    says what went wrong."""
+    from rasterio.errors import NotGeoreferencedWarning
+
     loggers = [logging.getLogger(n) for n in ("rasterio._env", "rasterio._err",
                                               "rasterio._io", "rasterio._base")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
@@ -126,3 +132,10 @@ def _check_kind(ds: Any, p: Path) -> None:
                    "gdal_edit.py -a_ullr ULX ULY LRX LRY FILE")
     if ds.transform.b or ds.transform.d:
         raise fail(p, "raster is rotated", "warp it north-up with gdalwarp first")
+    left, bottom, right, top = ds.bounds
+    if ds.crs.is_geographic and (max(abs(left), abs(right)) > 360
+                                 or max(abs(bottom), abs(top)) > 90):
+        raise fail(p, f"coordinates ({left:.0f}, {bottom:.0f}, {right:.0f}, {top:.0f}) are not "
+                   f"degrees, but the file's CRS is {ds.crs.to_string()}",
+                   "its CRS tag is wrong; set the right one (e.g. gdal_edit.py -a_srs "
+                   "EPSG:32633 FILE)")

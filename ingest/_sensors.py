@@ -10,10 +10,20 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from models import ALIASES as MODEL_ALIASES  # names a model accepts for one another
+
 SENTINEL2 = "sentinel-2"
 LANDSAT = "landsat"
 GENERIC = "generic"
 SENSORS = ("auto", SENTINEL2, LANDSAT, GENERIC)
+# STAC eo common names (plus Sentinel-2's red-edge triple) and SAR polarisations: the
+# names models and spectral indices look bands up by.
+COMMON_NAMES = ("coastal", "blue", "green", "yellow", "red", "rededge", "rededge071",
+                "rededge075", "rededge078", "nir", "nir08", "nir09", "cirrus", "swir16",
+                "swir22", "pan", "lwir", "lwir11", "lwir12", "vv", "vh", "hh", "hv")
+ALIASES = {"r": "red", "g": "green", "b": "blue", "n": "nir", "nir1": "nir", "swir1": "swir16",
+           "swir2": "swir22", "re1": "rededge071", "re2": "rededge075", "re3": "rededge078",
+           "thermal": "lwir"}
 
 
 @dataclass(frozen=True)
@@ -126,6 +136,12 @@ def acquisition_time(text: str, sensor: str) -> datetime | None:
     return None
 
 
+def is_product_id(text: str, sensor: str) -> bool:
+    """Whether ``text`` holds a Sentinel-2 or Landsat product (or Landsat scene) id."""
+    return acquisition_time(text, sensor) is not None or (
+        sensor == LANDSAT and _LS_SCENE_ID.search(text) is not None)
+
+
 def name_time(text: str) -> datetime | None:
     """The acquisition time a file or folder name carries, if exactly one: a Sentinel-2
     or Landsat product time, a Landsat 1-7 scene id's year and day, or one calendar date
@@ -195,14 +211,17 @@ def band_table(sensor: str) -> dict[str, BandInfo]:
 
 
 def lookup_band(sensor: str, name: str) -> BandInfo | None:
-    """Find a band of ``sensor`` by id (B02) or common name (blue)."""
+    """Find a band of ``sensor`` by id (B02) or common name (blue), or a usual alias of
+    one (r -> red); nir and nir08 stand for each other where a sensor has only one."""
     table = band_table(sensor)
     key = name.strip()
     if key.upper() in table:
         return table[key.upper()]
-    for b in table.values():
-        if b.common_name == key.lower():
-            return b
+    common = ALIASES.get(key.lower(), key.lower())
+    for want in MODEL_ALIASES.get(common, (common,)):
+        for b in table.values():
+            if b.common_name == want:
+                return b
     return None
 
 

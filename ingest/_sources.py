@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from chunkstore import InputError, validate_id
+from chunkstore import InputError, validate_scene_id
 from chunkstore.errors import InvalidIdError
 
 from ._label_polygons import PolygonLabel, polygon_label
@@ -28,6 +28,8 @@ from ._label_raster import RasterLabel, raster_label
 from ._label_source import Footprint, LabelSource
 from ._rasters import check_raster, fail, quiet_gdal
 from ._sensors import (
+    ALIASES,
+    COMMON_NAMES,
     GENERIC,
     LANDSAT,
     LANDSAT_OPTIONAL,
@@ -36,6 +38,7 @@ from ._sensors import (
     BandInfo,
     band_table,
     common_name_info,
+    is_product_id,
     landsat_legacy,
     lookup_band,
     name_time,
@@ -50,20 +53,13 @@ RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".vrt", ".img", ".nc"}
 VECTOR_SUFFIXES = {".geojson", ".json", ".gpkg", ".shp", ".fgb", ".parquet"}
 IMAGE_DIRS = ("images", "image", "imgs", "scenes", "img")
 MASK_DIRS = ("masks", "mask", "labels", "label", "gt", "annotations")
-# STAC eo common names (plus Sentinel-2's red-edge triple) and SAR polarisations: the
-# names models and spectral indices look bands up by.
-COMMON_NAMES = ("coastal", "blue", "green", "yellow", "red", "rededge", "rededge071",
-                "rededge075", "rededge078", "nir", "nir08", "nir09", "cirrus", "swir16",
-                "swir22", "pan", "lwir", "lwir11", "lwir12", "vv", "vh", "hh", "hv")
-ALIASES = {"r": "red", "g": "green", "b": "blue", "n": "nir", "nir1": "nir", "swir1": "swir16",
-           "swir2": "swir22", "re1": "rededge071", "re2": "rededge075", "re3": "rededge078",
-           "thermal": "lwir"}
 _UNNAMED = re.compile(r"(?i)^b\d+$")  # b1, b2, ...: bands without a common name
 # A band token ending a file stem (a_b3, scene_band04, lsat7_2000_10, tile-red) or,
 # if a name, starting it (red_band, nir-2019).
 _NAMES = "|".join(sorted(set(COMMON_NAMES) | set(ALIASES), key=len, reverse=True))
 _TRAILING_TOKEN = re.compile(rf"(?i)^(.+?)[_.-]+((?:b|band)?\d{{1,3}}|{_NAMES})$")
 _LEADING_TOKEN = re.compile(rf"(?i)^({_NAMES}|(?:b|band)\d{{1,3}})[_.-]+(.+)$")
+_BARE_TOKEN = re.compile(rf"(?i)^({_NAMES}|(?:b|band)\d{{1,3}})$")
 
 log = logging.getLogger("satchunk.ingest")
 
@@ -154,12 +150,12 @@ def _dataset_dirs(folder: Path) -> tuple[Path, Path] | None:
 
 def _item_id(text: str, origin: str) -> str:
     try:
-        return validate_id(text, "item id")
+        return validate_scene_id(text)
     except InvalidIdError:
-        raise InputError(
-            f"{origin}: gives item id {text!r}, which is not a valid key: rename it using only "
-            "A-Z a-z 0-9 . _ -"
-        ) from None
+        fix = ("rename it with single underscores ('__' is reserved for masks, "
+               "SCENE__MODEL)" if "__" in text else "rename it using only A-Z a-z 0-9 . _ -")
+        raise InputError(f"{origin}: gives item id {text!r}, which is not a valid scene id: "
+                         f"{fix}") from None
 
 
 def _parse_time(value: str) -> datetime:
@@ -432,7 +428,9 @@ def _band_token(stem: str) -> tuple[str, str] | None:
     if m:
         return m.group(1), m.group(2).lower()
     m = _LEADING_TOKEN.match(stem)
-    return (m.group(2), m.group(1).lower()) if m else None
+    if m:
+        return m.group(2), m.group(1).lower()
+    return ("", stem.lower()) if _BARE_TOKEN.match(stem) else None  # red.tif, b4.tif
 
 
 def _token_name(token: str) -> str | None:
@@ -475,6 +473,11 @@ def _band_order(files: list[Path], bands: list[str] | None, given_order: bool,
 
 
 def _common_stem(files: Sequence[Path]) -> str:
+    """The stem files share beside their band tokens (a of a_b3, a_b4), else their
+    common prefix."""
+    tokens = [_band_token(f.stem) for f in files]
+    if all(tokens) and len({t[0] for t in tokens}) == 1 and tokens[0][0]:
+        return tokens[0][0].rstrip("_-. ")
     return os.path.commonprefix([f.stem for f in files]).rstrip("_-. ")
 
 
@@ -508,7 +511,7 @@ def _scenes_from_unit(files: list[Path], reading: Reading, given: dict[Path, dat
             r = recognise(f.stem, f.suffix) if mission else None
             if mission and (sensor == LANDSAT or (r is not None and r.sensor == LANDSAT)):
                 raise _legacy_landsat(f, mission)
-    if sensor != GENERIC and not reading.stack:
+    if sensor != GENERIC:
         rec = [(f, recognise(f.stem, f.suffix)) for f in files]
         if sensor == "auto":
             kinds = {r.sensor for _, r in rec if r is not None}
@@ -521,6 +524,9 @@ def _scenes_from_unit(files: list[Path], reading: Reading, given: dict[Path, dat
                 r = recognise(f.stem, f.suffix, hint=kind)
                 if r is not None and r.sensor == kind:
                     recognised.setdefault((kind, r.product), []).append(f)
+    if reading.stack and (sum(map(len, recognised.values())) < len(files) or not all(
+            is_product_id(product, kind) for kind, product in recognised)):
+        recognised = {}  # --stack stacks them, unless they are one product's band files
     scenes = []
     for (kind, product), group in sorted(recognised.items()):
         stem = product.rstrip("_-.")
@@ -533,13 +539,14 @@ def _scenes_from_unit(files: list[Path], reading: Reading, given: dict[Path, dat
     kind = sensor if sensor in (SENTINEL2, LANDSAT) else GENERIC
     if reading.stack or (sensor == GENERIC and len(files) > 1 and folder is not None):
         stem = folder.name if folder else _common_stem(files)
-        groups = [(stem if len(stem) >= 3 else files[0].stem, files)]
+        groups = [(stem if len(stem) >= 3 or not stem else files[0].stem, files)]
     else:
         groups = _band_groups(files)
     out = []
     for stem, files_of in groups:
-        if len(files_of) > 1 and stem.lower() in ("band", "bands", "") and folder:
-            stem = folder.name  # red_band.tif, nir_band.tif: the folder names the scene
+        if len(files_of) > 1 and stem.lower() in ("band", "bands", ""):
+            # red_band.tif nir_band.tif, red.tif nir.tif: their folder names the scene
+            stem = (folder or files_of[0].resolve().parent).name
         group, names = _band_order(files_of, bands, reading.stack and folder is None)
         item = _item_id(stem, str(folder or group[0]))
         metas = [check_raster(str(f)) for f in group]
@@ -583,6 +590,9 @@ def discover(paths: Sequence[str], reading: Reading = Reading(), labels: str | N
         raise InputError("no input given: pass one or more files or folders")
     bands = _requested(reading.bands)
     reading = replace(reading, bands=tuple(bands) if bands else None)
+    if reading.times and reading.time_pattern:
+        raise InputError("--datetime and --datetime-from both say when the scenes were "
+                         "taken: give one of them")
     if reading.time_pattern:
         try:
             pattern_regex(reading.time_pattern)

@@ -16,8 +16,9 @@ from ._errors import ModelError
 from ._indices import index_bands, spectral_index
 from ._spec import ModelSpec
 
-# A model asking for the first name accepts the others (broad NIR: S2 B08, Landsat B5).
-ALIASES = {"nir": ("nir", "nir08")}
+# A model asking for a name accepts the others, its own first (NIR: the broad S2 B08 and
+# the narrow Landsat B5 / S2 B8A, which models trained on one take from the other).
+ALIASES = {"nir": ("nir", "nir08"), "nir08": ("nir08", "nir")}
 
 
 def match_bands(spec: ModelSpec, scene_bands: Sequence[str], item: str

@@ -22,7 +22,7 @@ import numpy as np
 from ._adapter import numpy_predict
 from ._device import Runtime
 from ._errors import ModelError
-from ._spec import ModelSpec
+from ._spec import ModelSpec, json_type, show
 
 log = logging.getLogger(__name__)
 _warned: set[str] = set()
@@ -181,18 +181,40 @@ def load_onnx(path: str, threads: int | None = None, runtime: Runtime | None = N
     p = Path(path)
     if not p.is_file():
         raise ModelError(f"ONNX model {path} not found")
-    side = sidecar_path(p)
+    spec, output = read_sidecar(sidecar_path(p), p.name)
+    return OnnxAdapter(p, spec, output, threads, runtime)
+
+
+SIDECAR_BYTES = 1 << 20  # a sidecar is a few hundred bytes; anything near this is not one
+
+
+def read_sidecar(side: Path, model_file: str) -> tuple[ModelSpec, str]:
+    """The spec and output kind that the sidecar ``side`` describes, every field checked
+    before the model is loaded or any work starts: a one-line :class:`ModelError` naming
+    the file, the field and what it should be."""
     try:
-        meta: dict[str, Any] = json.loads(side.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"sidecar {side} is not valid JSON ({exc})") from None
+        with side.open("rb") as f:
+            raw = f.read(SIDECAR_BYTES + 1)
+    except OSError as exc:
+        raise ModelError(f"sidecar {side} cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > SIDECAR_BYTES:
+        raise ModelError(f"sidecar {side} is larger than {SIDECAR_BYTES >> 20} MB: it holds "
+                         "name, version, bands, classes, ... (see README)")
+    try:
+        meta = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        first = str(exc).splitlines()[0][:120] if str(exc) else "nested too deeply"
+        raise ModelError(f"sidecar {side} is not valid JSON ({first})") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"sidecar {side} holds a JSON {json_type(meta)}: write an object of "
+                         "name, version, bands, classes, ... (see README)")
     output = meta.pop("output", "logits")
     if output not in ("logits", "probabilities"):
-        raise ModelError(f"sidecar {side}: output must be 'logits' or 'probabilities'")
+        raise ModelError(f"sidecar {side}: field 'output': {show(output)} is not 'logits' "
+                         "or 'probabilities'")
     meta.setdefault("version", "1")
-    meta["architecture"] = {"kind": "onnx", "output": output, "file": p.name}
+    meta["architecture"] = {"kind": "onnx", "output": output, "file": model_file}
     try:
-        spec = ModelSpec.from_dict(meta)
-    except TypeError as exc:
+        return ModelSpec.from_dict(meta), output
+    except ModelError as exc:
         raise ModelError(f"sidecar {side}: {exc}") from None
-    return OnnxAdapter(p, spec, output, threads, runtime)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import re
+import reprlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -12,6 +14,9 @@ from ._errors import ModelError
 
 INDICES = ("ndvi", "ndwi", "ndbi", "bsi")
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_COLOR = re.compile(r"^#?[0-9A-Fa-f]{6}$")  # #rrggbb, as STAC's color_hint and COGs take
+_SHOW = reprlib.Repr()
+_SHOW.maxstring, _SHOW.maxother, _SHOW.maxlist, _SHOW.maxdict, _SHOW.maxlevel = 40, 40, 4, 4, 2
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
             "#7f7f7f", "#bcbd22", "#17becf")
 
@@ -44,8 +49,8 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         for label, value in (("model name", self.name), ("model version", self.version)):
-            if not _ID.match(value) or ".." in value:
-                raise ModelError(f"{label} {value!r} may only use letters, digits, '.', '_', "
+            if not isinstance(value, str) or not _ID.match(value) or ".." in value:
+                raise ModelError(f"{label} {show(value)} may only use letters, digits, '.', '_', "
                                  "'-' (at most 128)")
         if not self.bands:
             raise ModelError(f"model {self.name}: no input bands")
@@ -76,6 +81,10 @@ class ModelSpec:
         elif len(self.colors) != len(self.classes):
             raise ModelError(f"model {self.name}: {len(self.colors)} colours for "
                              f"{len(self.classes)} classes")
+        bad = [c for c in self.colors if not isinstance(c, str) or not _COLOR.match(c)]
+        if bad:
+            raise ModelError(f"model {self.name}: colour {show(bad[0])} is not a colour: "
+                             "write '#rrggbb' (six hex digits), one per class")
 
     @property
     def in_channels(self) -> int:
@@ -100,19 +109,74 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelSpec:
+        """A spec from its JSON form, each field's type checked (a one-line
+        :class:`ModelError` naming the field otherwise)."""
+        if not isinstance(d, Mapping):
+            raise ModelError(f"model config is a JSON {json_type(d)}, not an object of "
+                             "name, version, bands, classes, ...")
         known = set(cls.__dataclass_fields__)
-        extra = sorted(set(d) - known)
+        extra = sorted(str(k) for k in set(d) - known)
         if extra:
-            raise ModelError(f"model config has unknown fields {extra}")
+            raise ModelError(f"model config has unknown fields {show(extra)}: use "
+                             f"{', '.join(sorted(known - {'architecture'}))}")
         missing = [k for k in ("name", "version", "bands", "classes") if k not in d]
         if missing:
             raise ModelError(f"model config lacks {missing}")
-        kw = dict(d)
-        for k in ("bands", "classes", "colors", "indices"):
-            if k in kw:
-                kw[k] = tuple(str(v) for v in kw[k])
-        for k in ("mean", "std"):
-            if k in kw:
-                kw[k] = tuple(float(v) for v in kw[k])
-        kw["architecture"] = dict(kw.get("architecture") or {})
+        kw: dict[str, Any] = {k: _list_of(k, v, _LISTS[k]) if k in _LISTS
+                              else _one(k, v, _SCALARS[k]) for k, v in d.items()}
+        kw["architecture"] = kw.get("architecture") or {}
         return cls(**kw)
+
+
+# each field's JSON type: one value, or a list of values
+_SCALARS: dict[str, type] = {"name": str, "version": str, "tile": int, "halo": int,
+                             "tile_offset": int, "architecture": dict}
+_LISTS: dict[str, type] = {"bands": str, "classes": str, "colors": str, "indices": str,
+                           "mean": float, "std": float}
+_WANT = {str: "a string", int: "an integer", dict: "an object", float: "a finite number"}
+_EXAMPLE = {str: '"name"', float: "0.1"}
+
+
+def _one(key: str, value: Any, kind: type) -> Any:
+    if kind is dict and isinstance(value, Mapping | None):
+        return dict(value or {})
+    if kind is int and _finite(value) and not isinstance(value, float):
+        return value
+    if kind is str and isinstance(value, str):
+        return value
+    raise ModelError(f"field {key!r}: {show(value)} is not {_WANT[kind]}")
+
+
+def _list_of(key: str, value: Any, kind: type) -> tuple[Any, ...]:
+    if not isinstance(value, list | tuple):
+        raise ModelError(f"field {key!r}: {show(value)} is not a list of {_WANT[kind][2:]}s "
+                         f"(write [{_EXAMPLE[kind]}, ...])")
+    for x in value:
+        if not (isinstance(x, str) if kind is str else _finite(x)):
+            raise ModelError(f"field {key!r}: {show(x)} in it is not {_WANT[kind]}")
+    return tuple(float(x) for x in value) if kind is float else tuple(value)
+
+
+def show(value: Any) -> str:
+    """``value`` for a one-line message: at most about 60 characters."""
+    try:
+        text = _SHOW.repr(value)
+    except ValueError:  # an int of more digits than Python will print
+        text = f"a long {type(value).__name__}"
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float
+        return False
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a loaded value's type, for messages."""
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number")

@@ -364,11 +364,14 @@ def dashboard(
                                       "machine; see the README before exposing it)")
                     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port (0 = any free one)")] = 8050,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        "--allowed-host", help="another HOST or HOST:PORT browsers reach it by (a proxy's "
+        "name, say); repeatable. Other Host headers get a 400")] = None,
 ) -> None:
     """Serve the web dashboard (catalog, masks, dataset charts, runs) until Ctrl-C."""
     from .serve import serve_dashboard
 
-    serve_dashboard(_place(store, endpoint_url), host, port)
+    serve_dashboard(_place(store, endpoint_url), host, port, allowed_host or [])
 
 
 @app.command()

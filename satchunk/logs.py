@@ -56,6 +56,8 @@ def configure_logging(level: int | None = None) -> int:
     # "Unclosed client session" at ERROR: noise after every command, unless at DEBUG
     logging.getLogger("asyncio").setLevel(logging.CRITICAL if level > logging.DEBUG
                                           else level)
+    # pyogrio says "Created N records" at INFO for every file it writes
+    logging.getLogger("pyogrio").setLevel(logging.WARNING if level > logging.DEBUG else level)
     redact_all_handlers()
     return level
 

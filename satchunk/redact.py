@@ -2,9 +2,10 @@
 
 botocore at DEBUG prints signed request headers (``Credential=KEYID/...``,
 ``Signature=...``) and presigned query strings; a log line may also quote an
-environment. :class:`RedactingFilter` rewrites every record that passes a handler
-so none of that, nor the value of any AWS credential variable, reaches the output.
-:func:`redact_record` does the same to a job record before it is written.
+environment, and a URL may carry a password (``http://user:password@host``, an
+endpoint or a proxy). :class:`RedactingFilter` rewrites every record that passes a
+handler so none of that, nor the value of any AWS credential variable, reaches the
+output. :func:`redact_record` does the same to a job record before it is written.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from chunkstore import Credentials
+from chunkstore import Credentials, redact_urls  # the one home of URL passwords
 
 _BLANK = "***"
 # header and query forms of SigV4/SigV2 parts, whatever the quoting around them
@@ -30,13 +31,13 @@ _PATTERNS = [
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with signature parts and each of ``secrets`` blanked."""
+    """``text`` with signature parts, URL passwords and each of ``secrets`` blanked."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, _BLANK)
     for pattern in _PATTERNS:
         text = pattern.sub(lambda m: m.group(1) + _BLANK, text)
-    return text
+    return redact_urls(text)
 
 
 def redact_record(value: Any, secrets: Iterable[str] = ()) -> Any:

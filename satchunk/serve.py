@@ -1,9 +1,10 @@
 """The long-running commands: the embedded S3 server and the dashboard, each served until
-Ctrl-C (or SIGTERM)."""
+Ctrl-C, SIGTERM or SIGHUP (its terminal closed), each a clean stop with exit 0."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 from chunkstore import SatchunkError, start_s3_server
 
@@ -14,7 +15,8 @@ from .signals import wait_for_signal
 def serve_store(directory: str, host: str = "127.0.0.1", port: int = 9000,
                 bucket: str = "satchunk") -> None:
     """SeaweedFS on ``host:port`` (0 = a free port) with ``bucket``; prints the variables
-    that point a shell at it."""
+    that point a shell at it. A signal stops the server before this returns; if this
+    process is killed outright, the server dies with it on Linux (see ``chunkstore._server``)."""
     server = start_s3_server(directory, host=host, port=port or None, bucket=bucket)
 
     def check() -> None:
@@ -33,12 +35,14 @@ def serve_store(directory: str, host: str = "127.0.0.1", port: int = 9000,
         server.stop()
 
 
-def serve_dashboard(place: Place, host: str = "127.0.0.1", port: int = 8050) -> None:
-    """The satchunk dashboard over the store of ``place``."""
+def serve_dashboard(place: Place, host: str = "127.0.0.1", port: int = 8050,
+                    allowed_hosts: Sequence[str] = ()) -> None:
+    """The satchunk dashboard over the store of ``place``; it answers only at its own
+    address and ``allowed_hosts``."""
     from dashboards import start_dashboard
 
     st = place.checked()
-    served = start_dashboard(st, host, port)
+    served = start_dashboard(st, host, port, allowed_hosts)
     print(f"satchunk dashboard: {served.url} (store {st.describe()}); Ctrl-C stops it")
     sys.stdout.flush()
     wait_for_signal()

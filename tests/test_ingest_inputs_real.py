@@ -179,6 +179,7 @@ def test_scene_folder_names_give_each_scene_its_date(capsys, cli_env, l7, tmp_pa
     (["--datetime-from", "%Y%q"], ["%q is not supported"]),
     (["--datetime-from", "%Y%m%d"], ["matches none of"]),
     (["--bands", "r,g,b,nir,elevation"], ["'elevation' is not a band name", "b1, b2"]),
+    (["--datetime", "2016-05-17", "--datetime-from", "%Y%m%d"], ["give one of them"]),
 ])
 def test_bad_dates_and_band_names_are_refused(capsys, cli_env, l7, argv, needles):
     assert_refused(capsys, cli_env, ["ingest", str(l7 / "landsat_multiband.tif"),
@@ -300,3 +301,66 @@ def test_polygons_whose_crs_tag_is_wrong_are_refused(capsys, cli_env, l7, tmp_pa
                                      "--labels", str(tmp_path / "tagged_wrong.gpkg"),
                                      "--label-field", "label"], "are not degrees",
                    "CRS tag is wrong")
+
+
+def test_bare_band_names_aliases_of_a_product_and_a_stack_of_its_files(l7, landsat_dir,
+                                                                       tmp_path):
+    """red.tif green.tif blue.tif are one scene named by their folder; a Landsat product's
+    bands are picked by alias (r, nir: its B5 is nir08); --stack on its band files keeps
+    it the Landsat scene (scale, band ids, the product's id), not a generic '..._B'."""
+    from ingest import check_inputs
+
+    site = tmp_path / "site"
+    site.mkdir()
+    for name, tok in (("red", "30"), ("green", "20"), ("blue", "10")):
+        shutil.copy(l7 / f"lsat7_2000_{tok}.tif", site / f"{name}.tif")
+    (s,) = check_inputs([str(site / f"{n}.tif") for n in ("red", "green", "blue")], "c")
+    assert s.item_id == "site"
+    assert [(b.info.common_name, b.path) for b in s.bands] == [
+        (n, str(site / f"{n}.tif")) for n in ("blue", "green", "red")]
+    (s,) = check_inputs([str(landsat_dir)], "c", bands=["r", "g", "b", "nir"])
+    assert s.sensor == "landsat" and [b.info.name for b in s.bands] == ["B4", "B3", "B2", "B5"]
+    product = "LC80030172015001LGN00"  # a Landsat 8 scene id, as USGS names its files
+    files = []
+    for i in (2, 3, 4, 5):
+        files.append(str(tmp_path / f"{product}_B{i}.TIF"))
+        shutil.copy(landsat_dir / f"l8_B{i}.tif", files[-1])
+    (stacked,) = check_inputs(files, "c", stack=True)
+    (plain,) = check_inputs(files, "c")
+    assert stacked == plain and stacked.sensor == "landsat" and stacked.scale == 2e-05
+    assert stacked.item_id == product and stacked.acquired == datetime(2015, 1, 1, tzinfo=UTC)
+    # files merely named like band files (geo_b3, geo_b4) are stacked as given
+    for name in ("geo_b3.tif", "geo_b4.tif"):
+        shutil.copy(l7 / "lsat7_2000_30.tif", tmp_path / name)
+    (s,) = check_inputs([str(tmp_path / n) for n in ("geo_b4.tif", "geo_b3.tif")], "c",
+                        stack=True, bands=["nir", "red"])
+    assert s.sensor == "generic" and s.item_id == "geo"
+    assert [b.info.common_name for b in s.bands] == ["nir", "red"]
+
+
+def test_rasters_in_metres_tagged_as_degrees_and_no_georeferencing_warning(
+        capsys, cli_env, l7, tmp_path):
+    import warnings
+
+    with rasterio.open(l7 / "landsat96_labelled_pixels.tif") as src:
+        data, prof = src.read(1), src.profile
+    prof.update(crs="EPSG:4326")
+    wrong = tmp_path / "tagged_wrong.tif"
+    with rasterio.open(wrong, "w", **prof) as dst:
+        dst.write(data, 1)
+    for argv in (["--labels", str(wrong)], []):
+        scene = [str(wrong)] if not argv else [str(l7 / "landsat_multiband.tif"), "--bands",
+                                               "b,g,r,n,swir1"]
+        assert_refused(capsys, cli_env, ["ingest", *scene, "--collection", "w", *argv],
+                       "tagged_wrong.tif", "are not degrees", "gdal_edit.py -a_srs")
+    bare = tmp_path / "bare.tif"  # no CRS, no geotransform
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(bare, "w", driver="GTiff", width=8, height=8, count=1,
+                           dtype="uint8") as dst:
+            dst.write(np.ones((1, 8, 8), np.uint8))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert_refused(capsys, cli_env, ["ingest", str(bare), "--collection", "w"],
+                       "has no CRS")
+    assert [str(w.message) for w in seen if "georeferenc" in str(w.message)] == []

@@ -17,7 +17,15 @@ from rasterio.features import rasterize
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
-from chunkstore import LABEL_NODATA, InputError, open_scene, open_store, read_item, scene_key
+from chunkstore import (
+    LABEL_NODATA,
+    InputError,
+    open_scene,
+    open_store,
+    read_item,
+    read_scene,
+    scene_key,
+)
 from ingest import check_inputs, ingest
 from satchunk.cli import main
 
@@ -159,6 +167,9 @@ def test_gapped_codes_and_nodata_class(s3_store, client, ps, rs):
     (s,) = check_inputs([str(scene)], "strata", sensor="generic", bands=BANDS,
                         labels=str(strata), nodata_class=5)
     assert s.label.source["values"] == codes and s.label.source["nodata_class"] == 5
+    # the file's code of each class id is kept with the stored label
+    assert read_scene(s3_store, scene_key("strata", r["item"])).label_source == {
+        "from": "raster", "path": str(strata), "values": codes, "nodata_class": 5}
 
 
 def test_polygon_classes_are_those_on_the_scenes(s3_store, client, ps, tmp_path, caplog):
@@ -189,6 +200,39 @@ def test_polygon_classes_are_those_on_the_scenes(s3_store, client, ps, tmp_path,
     label, classes = stored(s3_store, "ids", r["item"])
     assert classes == ["1", "3"]
     np.testing.assert_array_equal(label, polygon_reference(polys, "id", tr, ["1", "3"]))
+
+
+def test_point_labels_are_not_called_a_tiny_share_and_empty_classes_are_named(
+        s3_store, client, ps, tmp_path, caplog):
+    """Points label a trace of pixels by design: no "cover only 1e-10 %" warning. A class
+    whose shapes burn no pixel (a point or a sliver between pixel centres) is named at
+    the end of the ingest, since training would refuse it."""
+    scene, points = ps / "landsat_multiband.tif", ps / "landsat96_points.shp"
+    with caplog.at_level(logging.WARNING, logger="satchunk.ingest"):
+        (s,) = check_inputs([str(scene)], "pts", sensor="generic", bands=BANDS,
+                            labels=str(points), label_field="label")
+    assert not [m for m in caplog.messages if "cover only" in m], caplog.messages
+    assert len(s.label.classes) == 7
+    import geopandas as gpd
+    import pandas as pd
+    from shapely.geometry import box
+
+    polys = gpd.read_file(ps / "landsat96_polygons.shp")[["label", "geometry"]]
+    with rasterio.open(scene) as ds:
+        x0, y0 = ds.transform * (10.2, 10.2)  # inside one pixel, off its centre
+        crs = ds.crs
+    sliver = gpd.GeoDataFrame({"label": ["sliver"]}, geometry=[box(x0, y0 - 3, x0 + 3, y0)],
+                              crs=crs).to_crs(polys.crs)
+    both = tmp_path / "with_sliver.gpkg"
+    gpd.GeoDataFrame(pd.concat([polys, sliver], ignore_index=True), crs=polys.crs).to_file(both)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="satchunk.ingest"):
+        (r,) = ingest([str(scene)], "sliver", s3_store, client, labels=str(both),
+                      label_field="label", **GENERIC)
+    _, classes = stored(s3_store, "sliver", r["item"])
+    assert "sliver" in classes
+    warned = [m for m in caplog.messages if "no labelled pixel" in m]
+    assert len(warned) == 1 and "sliver" in warned[0] and "training refuses" in warned[0]
 
 
 def test_labels_that_miss_a_scene_are_refused_naming_it(s3_store, ps, rs, tmp_path):

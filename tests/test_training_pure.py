@@ -134,3 +134,15 @@ def test_scenes_on_one_grid_split_by_ground_not_by_date():
             assert where[("c", "date1", y, x)] == where[("c", "date2", y, x)]
     assert {where[("c", "other", y, x)] for y in range(4) for x in range(4)} == {
         "train", "val", "test"}
+
+
+def test_nir_and_nir08_stand_for_each_other_a_models_own_name_first():
+    """A checkpoint trained on Landsat (B5 = nir08) reads a Sentinel-2 or generic scene's
+    broad nir, and the other way round; where a scene has both, the model's own."""
+    from models import ModelSpec, match_bands
+
+    landsat = ModelSpec(name="m", version="1", bands=("red", "nir08"), classes=("a", "b"))
+    assert match_bands(landsat, ["blue", "red", "nir"], "s") == ((1, 2), ("red", "nir08"))
+    broad = ModelSpec(name="m", version="1", bands=("nir",), classes=("a", "b"))
+    assert match_bands(broad, ["nir08", "nir"], "s") == ((1,), ("nir",))
+    assert match_bands(broad, ["nir08"], "s") == ((0,), ("nir",))
