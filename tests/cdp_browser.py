@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -48,7 +50,8 @@ class Chromium:
              "--disable-background-networking", "--remote-debugging-address=127.0.0.1",
              "--remote-debugging-port=0", f"--user-data-dir={self._profile.name}",
              "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            start_new_session=True)  # its helper processes in one group, stopped together
         self.ws_url = self._ws_url()
         self.size = (width, height)
         self.loop = asyncio.new_event_loop()
@@ -155,9 +158,19 @@ class Chromium:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        try:  # its renderer and crash handler may outlive it, still writing the profile
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         if getattr(self, "loop", None) is not None:
             self.loop.close()
-        self._profile.cleanup()
+        for _ in range(50):
+            try:
+                self._profile.cleanup()
+                return
+            except OSError:  # a helper's last write landed mid-removal
+                time.sleep(0.1)
+        shutil.rmtree(self._profile.name, ignore_errors=True)
 
 
 def _errors(events: list[dict[str, Any]]) -> list[str]:
