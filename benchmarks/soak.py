@@ -1,10 +1,10 @@
 """Soak: a long training stream from the embedded S3 server keeps memory and open file
 descriptors flat.
 
-Epoch after epoch, as ``satchunk train`` runs them (a fresh balanced draw, a fresh
-PatchDataset and a DataLoader with 2 worker processes), balanced patches of the real
+Epoch after epoch, as ``satchunk train`` runs them (a fresh balanced draw through the
+run's one PatchStream, its host threads reading ahead), balanced patches of the real
 Sentinel-2 crop with its weak labels stream from S3 for ``--minutes``. Every few
-seconds the RSS and open descriptors of the process and of its loader workers are
+seconds the RSS and open descriptors of the process (and of any children) are
 sampled. Flat means the last minute's median is within 10 % (RSS) and 8 descriptors
 of the first minute's after warm-up.
 
@@ -22,8 +22,7 @@ import numpy as np
 
 from benchmarks._results import COLLECTION, bench_env, header, save
 from benchmarks.training import labelled_store
-from training import PatchDataset, PlannedPatch, TrainConfig, chunk_weights, draw, prepare
-from training._dataset import loader
+from training import PatchStream, PlannedPatch, TrainConfig, chunk_weights, draw, prepare
 
 SAMPLE_S = 5.0
 WARMUP_S = 60.0
@@ -52,15 +51,14 @@ def stream(store, plan, spec, patch: int, batch: int, steps: int, seconds: float
     samples: list[tuple[float, float, int, int]] = []
     t0 = time.perf_counter()
     next_sample, epoch, patches = 0.0, 0, 0
+    reader = PatchStream(store, plan.scenes, spec)
     while time.perf_counter() - t0 < seconds:
         draws = draw(weights, steps * batch, np.random.default_rng([0, epoch]), chunk=patch,
                      patch=patch)
-        ds = PatchDataset(store, store.credentials, plan.scenes, spec,
-                          [PlannedPatch(int(c.scene[d.candidate]), int(c.y0[d.candidate]),
-                                        int(c.x0[d.candidate]), d.dy, d.dx, d.aug)
-                           for d in draws], patch)
-        for x, _ in loader(ds, batch, 2):
-            patches += len(x)
+        chosen = [PlannedPatch(int(c.scene[d.candidate]), int(c.y0[d.candidate]),
+                               int(c.x0[d.candidate]), d.dy, d.dx, d.aug) for d in draws]
+        for hb in reader.batches(chosen, patch, batch):
+            patches += len(hb)
             now = time.perf_counter() - t0
             if now >= next_sample:
                 samples.append((now, *usage()))
@@ -69,6 +67,7 @@ def stream(store, plan, spec, patch: int, batch: int, steps: int, seconds: float
         print(f"epoch {epoch}: {patches} patches, {samples[-1][1]:.0f} MB, "
               f"{samples[-1][2]} fds at {time.perf_counter() - t0:.0f} s", flush=True)
     wall = time.perf_counter() - t0
+    reader.close()
     return {"seconds": round(wall), "epochs": epoch, "patches": patches,
             "patches_per_s": round(patches / wall, 1), "samples": samples}
 

@@ -1,5 +1,6 @@
 """Store URIs and credentials, the bucket layout, Zarr schemas, shard grid and STAC."""
 
+from ._chunks import ChunkReader
 from ._grid import ShardGrid
 from ._histogram import LABEL_NODATA, chunk_histogram
 from ._ids import validate_id, validate_scene_id
@@ -67,16 +68,16 @@ from .errors import (
 )
 
 __all__ = [
-    "CorruptObjectError", "Credentials", "FirstTasks", "InputError", "InvalidIdError", "JobError",
-    "LABEL_ARRAYS", "LABEL_NODATA", "LockedError", "MaskInfo", "MaskSchema", "NotFoundError",
-    "SatchunkError", "SceneInfo", "SceneSchema", "ShardGrid", "Store", "StoreError",
-    "ZARR_MEDIA_TYPE", "add_label", "chunk_histogram", "create_mask", "create_scene", "crs_name",
-    "delete_item", "done_label_shards", "done_mask_shards", "done_shards", "drop_from_manifest",
-    "find_damage", "find_item", "footprint_wgs84", "item_key", "list_collections", "list_items",
-    "list_runs", "mask_attrs", "mask_item_id", "mask_key", "model_key", "new_run_id", "open_scene",
-    "label_counts", "open_store", "output_lock", "read_item", "read_mask", "read_scene",
-    "redact_urls", "refresh_collection", "repairs", "run_key", "run_shard_tasks", "scene_attrs",
-    "scene_item", "scene_key", "seal", "shard_stats", "start_s3_server", "validate_id",
-    "validate_scene_id", "verify", "write_item", "write_label_shard", "write_mask_shard",
-    "write_run", "write_shard",
+    "ChunkReader", "CorruptObjectError", "Credentials", "FirstTasks", "InputError",
+    "InvalidIdError", "JobError", "LABEL_ARRAYS", "LABEL_NODATA", "LockedError", "MaskInfo",
+    "MaskSchema", "NotFoundError", "SatchunkError", "SceneInfo", "SceneSchema", "ShardGrid",
+    "Store", "StoreError", "ZARR_MEDIA_TYPE", "add_label", "chunk_histogram", "create_mask",
+    "create_scene", "crs_name", "delete_item", "done_label_shards", "done_mask_shards",
+    "done_shards", "drop_from_manifest", "find_damage", "find_item", "footprint_wgs84",
+    "item_key", "list_collections", "list_items", "list_runs", "mask_attrs", "mask_item_id",
+    "mask_key", "model_key", "new_run_id", "open_scene", "label_counts", "open_store",
+    "output_lock", "read_item", "read_mask", "read_scene", "redact_urls", "refresh_collection",
+    "repairs", "run_key", "run_shard_tasks", "scene_attrs", "scene_item", "scene_key", "seal",
+    "shard_stats", "start_s3_server", "validate_id", "validate_scene_id", "verify",
+    "write_item", "write_label_shard", "write_mask_shard", "write_run", "write_shard",
 ]

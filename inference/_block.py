@@ -31,6 +31,7 @@ from models import (
     Radiometry,
     call_batch,
     model_inputs,
+    to_device,
     valid_pixels,
 )
 
@@ -54,20 +55,6 @@ def blend_window(tile: int, halo: int) -> np.ndarray:
         w[: 2 * halo] = ramp
         w[tile - 2 * halo:] = ramp[::-1]
     return w.astype(np.float32)
-
-
-def to_device(raw: np.ndarray, device: torch.device) -> Tensor:
-    """Host array -> tensor on ``device``, as stored; via pinned memory to a GPU (the
-    copy is asynchronous; torch's pinned-memory cache reuses the buffers)."""
-    if not raw.flags.writeable:  # a piece read from bytes: torch wants to own writable memory
-        raw = raw.copy()
-    t = torch.from_numpy(np.ascontiguousarray(raw))
-    if device.type == "cpu":
-        return t
-    if t.dtype == torch.uint16:  # CUDA kernels barely know uint16: its bits, widened there
-        on = t.view(torch.int16).pin_memory().to(device, non_blocking=True)
-        return on.to(torch.int32).bitwise_and_(0xFFFF)
-    return t.pin_memory().to(device, non_blocking=True)
 
 
 def model_probs(adapter: Adapter, tiles: Tensor, batch: int) -> Tensor:

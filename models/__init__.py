@@ -17,6 +17,7 @@ from ._device import (
     cuda_count,
     onnx_has_cuda,
     resolve,
+    to_device,
 )
 from ._errors import ModelError
 from ._export import export_onnx
@@ -46,5 +47,5 @@ __all__ = [
     "input_range", "is_checkpoint_ref", "is_preset", "load_checkpoint", "load_model",
     "match_bands", "model_inputs", "models_folder", "new_model", "numpy_predict",
     "onnx_has_cuda", "preset_bands", "resolve", "save_checkpoint", "spectral_index",
-    "valid_pixels",
+    "to_device", "valid_pixels",
 ]

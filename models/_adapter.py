@@ -64,6 +64,13 @@ class TorchAdapter:
             self.module = self.module.to(memory_format=torch.channels_last)
         self._forward = torch.compile(self.module) if runtime.compile else self.module
 
+    def forward_through(self, wrapped: Any) -> None:
+        """Run the forward pass through ``wrapped`` (the module under a wrapper such as
+        DistributedDataParallel), compiled when the runtime says so."""
+        import torch
+
+        self._forward = torch.compile(wrapped) if self.runtime.compile else wrapped
+
     def logits(self, x: Any) -> Any:
         import torch
         import torch.nn.functional as F

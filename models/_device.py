@@ -9,6 +9,9 @@ CPU path gives the same numbers as ever. A GPU asked for but absent is a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from ._errors import ModelError
 
@@ -83,3 +86,20 @@ def onnx_has_cuda() -> bool:
     except ImportError:
         return False
     return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def to_device(raw: np.ndarray, device: Any) -> Any:
+    """Host array -> tensor on ``device``, as stored; via pinned memory to a GPU (the
+    copy is asynchronous; torch's pinned-memory cache reuses the buffers)."""
+    import torch
+
+    if not raw.flags.writeable:  # a piece read from bytes: torch wants to own writable memory
+        raw = raw.copy()
+    t = torch.from_numpy(np.ascontiguousarray(raw))
+    device = torch.device(device)
+    if device.type == "cpu":
+        return t
+    if t.dtype == torch.uint16:  # CUDA kernels barely know uint16: its bits, widened there
+        on = t.view(torch.int16).pin_memory().to(device, non_blocking=True)
+        return on.to(torch.int32).bitwise_and_(0xFFFF)
+    return t.pin_memory().to(device, non_blocking=True)

@@ -82,7 +82,8 @@ def _valid_into(valid: Any, raw: Any, nodata: float | None) -> None:
 
 def model_inputs(raw: Any, names: Sequence[str], spec: ModelSpec,
                  radiometry: Radiometry, out: Any = None) -> tuple[Any, Any]:
-    """(normalized channels (C, H, W) float32, valid (H, W) bool) from stored DN.
+    """(normalized channels (C, ...) float32, valid (...) bool) from stored DN (C, ...):
+    (C, H, W) for a region, (C, B, H, W) for a batch of patches.
 
     ``raw`` is a numpy array (the result is numpy) or a torch tensor on any device (the
     result is a tensor there; on a CPU the work runs in numpy on the same memory, which
@@ -136,7 +137,9 @@ def model_inputs(raw: Any, names: Sequence[str], spec: ModelSpec,
         for c, name in enumerate(spec.indices, start=nb):
             x[c] = spectral_index(name, refl)
     if spec.mean:
-        mean, std = (np.asarray(v, np.float32)[:, None, None] for v in (spec.mean, spec.std))
+        per_channel = (-1,) + (1,) * (x.ndim - 1)  # (C, H, W) or (C, B, H, W)
+        mean, std = (np.asarray(v, np.float32).reshape(per_channel)
+                     for v in (spec.mean, spec.std))
         if not on_np:
             mean, std = torch.from_numpy(mean).to(x.device), torch.from_numpy(std).to(x.device)
         x -= mean

@@ -250,15 +250,21 @@ def train(
     seed: Annotated[int, typer.Option(help="seeds the split, sampling and weights")] = 0,
     patience: Annotated[int, typer.Option(help="epochs without a better val mIoU before "
                                           "stopping")] = 5,
-    workers: Annotated[int, typer.Option(help="DataLoader worker processes")] = 2,
+    workers: Annotated[int, typer.Option(help="host threads reading patches from the store")
+                       ] = 8,
     bands: Annotated[str | None, typer.Option(help="comma-separated input bands (default: "
                                               "every band the scenes share)")] = None,
     indices: Annotated[str | None, typer.Option(help="derived input channels: ndvi,ndwi,"
                                                 "ndbi,bsi")] = None,
     name: Annotated[str | None, typer.Option(help="model name (default: MODEL-COLLECTION)")] = None,
     version: Annotated[str, typer.Option(help="model version")] = "1",
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda (mixed precision on cuda)")
-                      ] = "auto",
+    device: Annotated[str, typer.Option(help="auto (a GPU if torch sees one) | cpu | cuda | "
+                                        "cuda:N")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16 autocast on a GPU, fp16 with "
+                                           "gradient scaling where bf16 is missing; fp32 on a "
+                                           "CPU) | fp32 | bf16 | fp16")] = "auto",
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model (GPU; "
+                                          "the first steps compile)")] = False,
     val_patches: Annotated[int, typer.Option("--val-patches", help="most validation chunks "
                                              "per epoch")] = 512,
     resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last")] = False,
@@ -271,8 +277,9 @@ def train(
         "(e.g. the GPU node)"))] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train a segmentation model on patches streamed from the store."""
-    from training import TrainConfig
+    """Train a segmentation model on patches streamed from the store (on several GPUs or
+    processes: start it with torchrun)."""
+    from training import TrainConfig, ranks_from_env
 
     from .model_jobs import TrainOptions, train_job
     from .options_file import TRAIN_OPTIONS, with_options_file
@@ -286,7 +293,8 @@ def train(
                        _place(store, endpoint_url, scheduler, as_json),
                        on_epoch=None if as_json else lambda row: typer.echo(report.epoch(row)),
                        echo=None if as_json else typer.echo)
-    _say(as_json, result, report.trained)
+    if ranks_from_env().main:  # under torchrun the other ranks say nothing
+        _say(as_json, result, report.trained)
 
 
 @app.command()
@@ -297,7 +305,8 @@ def evaluate(
                                                          "these collections")] = None,
     split: Annotated[str, typer.Option(help="train | val | test")] = "test",
     batch: Annotated[int, typer.Option(help="patches per model call")] = 8,
-    workers: Annotated[int, typer.Option(help="DataLoader worker processes")] = 2,
+    workers: Annotated[int, typer.Option(help="host threads reading patches from the store")
+                       ] = 8,
     device: Annotated[str, typer.Option(help="auto (a GPU if torch sees one) | cpu | cuda "
                                         "| cuda:N (bf16 autocast on a GPU)")] = "auto",
     store: StoreOpt = None,

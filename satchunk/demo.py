@@ -48,8 +48,8 @@ def demo_training():
     steps): UNet, focal + Dice loss, 64 px patches, bands plus spectral indices."""
     from training import TrainConfig
 
-    return TrainConfig(collections=[COLLECTION], model="unet", epochs=6, steps=30, batch=16,
-                       lr=3e-3, patch=64, loss="focal-dice", seed=0, patience=6, workers=2,
+    return TrainConfig(collections=[COLLECTION], model="unet", epochs=10, steps=30, batch=16,
+                       lr=3e-3, patch=64, loss="focal-dice", seed=0, patience=6,
                        bands=["blue", "green", "red", "nir", "swir16"],
                        indices=["ndvi", "ndwi", "ndbi", "bsi"], name=MODEL_NAME,
                        version=MODEL_VERSION, val_patches=256)
@@ -201,10 +201,16 @@ def _evaluate(at: At, model: str) -> dict[str, Any]:
     r = evaluate_job(EvaluateOptions(model), at("evaluate", progress=False))
     per = {k: None if v["iou"] is None else round(v["iou"], 3)
            for k, v in r["per_class"].items()}
-    print(f"  test mIoU {r['miou']:.3f}, overall accuracy {r['overall_accuracy']:.3f}, "
-          f"IoU {per}")
+    support = {k: round(100 * v["support"] / max(r["pixels"], 1), 1)
+               for k, v in r["per_class"].items()}
+    print(f"  test mIoU {r['miou']:.3f}, overall accuracy {r['overall_accuracy']:.3f} over "
+          f"{r['pixels']} px")
+    for k in per:
+        iou = "-" if per[k] is None else f"{per[k]:.3f}"
+        print(f"    {k:<12} IoU {iou:>5}  (support {r['per_class'][k]['support']} px, "
+              f"{support[k]:.1f} % of the test pixels)")
     return {"miou": r["miou"], "overall_accuracy": r["overall_accuracy"], "iou": per,
-            "pixels": r["pixels"]}
+            "support_percent": support, "pixels": r["pixels"]}
 
 
 def print_summary(s: dict[str, Any]) -> None:

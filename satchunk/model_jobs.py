@@ -41,7 +41,7 @@ def train_job(opts: TrainOptions, place: Place = DEFAULT_PLACE, *,
               echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train a model on patches streamed from the store; ``on_epoch`` gets each epoch's
     row as it ends, ``echo`` the line that says where checkpoints and logs go."""
-    from training import prepare, saved_split
+    from training import prepare, ranks_from_env, saved_split
     from training import train as run_training
 
     cfg = opts.config
@@ -81,6 +81,9 @@ def train_job(opts: TrainOptions, place: Place = DEFAULT_PLACE, *,
                           on_event=epoch_ended)
 
     config["scheduler"] = place.scheduler
+    if not ranks_from_env().main:  # under torchrun: rank 0 keeps the record and the logs
+        return run_training(st, dest, cfg, resume=opts.resume, progress=False,
+                            prepared=prepared)
     return place.record(st, "train", config, work)
 
 
@@ -90,7 +93,7 @@ class EvaluateOptions:
     collections: Sequence[str] | None = None
     split: str = "test"
     batch: int = 8
-    workers: int = 2
+    workers: int = 8  # host threads reading patches
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
 

@@ -34,7 +34,8 @@ TRAIN_OPTIONS: OptionTypes = {
     "collection": list, "model": str, "out": str, "epochs": int, "steps": int, "batch": int,
     "lr": float, "patch": int, "sampler": str, "exponent": float, "loss": str,
     "class_weights": str, "seed": int, "patience": int, "workers": int, "bands": list,
-    "indices": list, "name": str, "version": str, "device": str, "val_patches": int,
+    "indices": list, "name": str, "version": str, "device": str, "precision": str,
+    "compile": bool, "val_patches": int,
 }
 
 
@@ -151,6 +152,9 @@ def _typed(path: str, name: str, value: Any, kind: type) -> Any:
         if isinstance(value, list) and all(isinstance(v, str | int) and not isinstance(v, bool)
                                            for v in value):
             return [str(v) for v in value]
+    elif kind is bool:
+        if isinstance(value, bool):
+            return value
     elif isinstance(value, bool) or isinstance(value, list | dict):
         pass
     elif kind is int and isinstance(value, int):

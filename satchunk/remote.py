@@ -3,8 +3,6 @@ cluster, e.g. the node with the GPU, while this process reports its progress."""
 
 from __future__ import annotations
 
-import dataclasses
-import multiprocessing
 import queue
 import tempfile
 import uuid
@@ -69,14 +67,6 @@ def _publish(topic: str) -> Callable[[dict[str, Any]], None]:
     return lambda row: worker.log_event(topic, row)
 
 
-def _daemon_safe(cfg: Any) -> Any:
-    """A Dask worker process is daemonic unless configured otherwise, and a daemonic
-    process cannot start DataLoader workers: load in the worker process then."""
-    if multiprocessing.current_process().daemon and cfg.workers:
-        return dataclasses.replace(cfg, workers=0)
-    return cfg
-
-
 def train_task(store: Store, dest: Store, credentials: Credentials, cfg: Any, resume: bool,
                prepared: Any, logdir: str | None, *, topic: str) -> dict[str, Any]:
     """``training.train`` on a worker; each epoch's row is published to ``topic``. The
@@ -88,7 +78,7 @@ def train_task(store: Store, dest: Store, credentials: Credentials, cfg: Any, re
 
     with tempfile.TemporaryDirectory(prefix="satchunk-tb-") as tmp:
         result = train(store.with_credentials(credentials), dest.with_credentials(credentials),
-                       _daemon_safe(cfg), resume=resume, logdir=Path(logdir or tmp),
+                       cfg, resume=resume, logdir=Path(logdir or tmp),
                        progress=False, on_epoch=_publish(topic), prepared=prepared)
     return {**result, "worker": get_worker().address}
 
@@ -97,11 +87,9 @@ def evaluate_task(store: Store, model: Store, credentials: Credentials,
                   collections: list[str] | None, split: str, batch: int, workers: int,
                   device: str = "auto", *, topic: str) -> dict[str, Any]:
     """``training.evaluate_checkpoint`` on a worker."""
-    from training import evaluate_checkpoint
-
-    if multiprocessing.current_process().daemon:
-        workers = 0
     from distributed import get_worker
+
+    from training import evaluate_checkpoint
 
     result = evaluate_checkpoint(store.with_credentials(credentials),
                                  model.with_credentials(credentials), collections, split,

@@ -26,6 +26,15 @@ class StoreContract:
     def test_missing_object_is_a_not_found_error(self, store):
         with pytest.raises(NotFoundError):
             store.read_bytes("nothing/here.json")
+        with pytest.raises(NotFoundError):
+            store.read_ranges("nothing/here.bin", [(0, 4)])
+
+    def test_byte_ranges_and_the_tail_of_an_object(self, store):
+        data = bytes(range(256)) * 40
+        store.write_bytes("r/obj.bin", data)
+        got = store.read_ranges("r/obj.bin", [(10, 20), (-36, 0), (0, 1), (10, 20),
+                                             (9000, 10240)])
+        assert got == [data[10:20], data[-36:], data[:1], data[10:20], data[9000:]]
 
     @pytest.mark.parametrize("key", ["../x", "/abs", "a/../../b", "a\\b", "a\x00b", "a//b"])
     def test_keys_that_climb_out_are_refused(self, store, key):

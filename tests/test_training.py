@@ -253,8 +253,8 @@ def test_bad_inputs_are_refused_before_any_write(capsys, cli, s2_dir, client, tm
 
 
 def test_train_and_evaluate_on_a_running_cluster(capsys, cli, client):
-    """--scheduler: the loop runs as one task on a worker of that cluster (daemonic
-    worker: no DataLoader processes), epochs reach the job record as they end."""
+    """--scheduler: the loop runs as one task on a worker of that cluster, its loader's
+    threads inside that worker; epochs reach the job record as they end."""
     from chunkstore import list_runs
 
     out = cli.url("models/remote/1")
@@ -271,3 +271,194 @@ def test_train_and_evaluate_on_a_running_cluster(capsys, cli, client):
     e = run_json(capsys, ["evaluate", "--model", out, "--scheduler", address])
     assert e["worker"] in client.scheduler_info()["workers"] and e["pixels"] > 0
     assert cli.exists("models/remote/1/eval/test.json")
+
+
+def _todays_patch(group, ref, spec, p, patch):
+    """A patch as the loader before the stream made it (per patch, with zarr): the
+    chunk's inputs, labels unset where an input is nodata, the window, then numpy's turns
+    and flip."""
+    from models import match_bands, model_inputs
+
+    H, W = ref.shape
+    rows, cols = slice(p.y0, min(p.y0 + ref.chunk, H)), slice(p.x0, min(p.x0 + ref.chunk, W))
+    raw = np.asarray(group["reflectance"][:, rows, cols])
+    lab = np.asarray(group["label"][rows, cols])
+    idx, names = match_bands(spec, ref.bands, ref.item)
+    x, valid = model_inputs(raw[list(idx)], names, spec, ref.radiometry)
+    lab = np.where(valid, lab, 255).astype(np.uint8)
+    h, w = lab.shape
+    dy, dx = min(p.dy, max(h - patch, 0)), min(p.dx, max(w - patch, 0))
+    if not (lab[dy:dy + patch, dx:dx + patch] != 255).any():
+        ys, xs = np.nonzero(lab != 255)
+        if len(ys):
+            dy = int(np.clip(ys[0] - patch // 2, 0, max(h - patch, 0)))
+            dx = int(np.clip(xs[0] - patch // 2, 0, max(w - patch, 0)))
+    x, lab = x[:, dy:dy + patch, dx:dx + patch], lab[dy:dy + patch, dx:dx + patch]
+    ph, pw = patch - lab.shape[0], patch - lab.shape[1]
+    x = np.pad(x, ((0, 0), (0, ph), (0, pw)))
+    lab = np.pad(lab, ((0, ph), (0, pw)), constant_values=255)
+    x, lab = np.rot90(x, p.aug % 4, axes=(1, 2)), np.rot90(lab, p.aug % 4)
+    if p.aug >= 4:
+        x, lab = x[:, :, ::-1], lab[:, ::-1]
+    return x, lab
+
+
+def test_stream_gives_the_same_patches_as_the_loader_before_it(cli):
+    """Same seed, same patches: pixels, labels and augmentation equal what the per-patch
+    zarr loader made (inputs made after the batch crossed, as on a GPU), for random
+    windows inside chunks and for whole chunks, the scene's short edge chunks included."""
+    import zarr
+
+    from models import new_model
+    from training import (
+        PatchStream,
+        PlannedPatch,
+        TrainConfig,
+        chunk_weights,
+        draw,
+        prepare,
+        to_device,
+    )
+
+    plan, spec0, _ = prepare(cli, TrainConfig(collections=[COLL], patch=48,
+                                              bands=["blue", "green", "red", "nir"]))
+    spec = new_model("unet", bands=spec0.bands, classes=spec0.classes, indices=("ndvi",),
+                     mean=(0.1, 0.1, 0.1, 0.2, 0.3), std=(0.05, 0.05, 0.06, 0.1, 0.2)).spec
+    c = plan.candidates["train"]
+    d = draw(chunk_weights(c.counts), 96, np.random.default_rng(0), chunk=64, patch=48)
+    windows = [PlannedPatch(int(c.scene[x.candidate]), int(c.y0[x.candidate]),
+                            int(c.x0[x.candidate]), x.dy, x.dx, x.aug) for x in d]
+    whole = [PlannedPatch(p.scene, p.y0, p.x0, aug=i % 8) for i, p in
+             enumerate(plan.patches("train") + plan.patches("val") + plan.patches("test"))]
+    ref = plan.scenes[0]
+    edges = [p for p in whole if p.y0 + 64 > ref.shape[0] or p.x0 + 64 > ref.shape[1]]
+    assert len(edges) > 5 and len({p.aug for p in windows}) == 8
+    group = zarr.open_group(cli.zarr_store(ref.key, read_only=True), mode="r", zarr_format=3)
+    stream = PatchStream(cli, plan.scenes, spec, threads=4)
+    try:
+        for patches, size in ((windows, 48), (whole, 64)):
+            got = [to_device(hb, stream, "cpu") for hb in stream.batches(patches, size, 7)]
+            x = np.concatenate([g[0].numpy() for g in got])
+            y = np.concatenate([g[1].numpy() for g in got])
+            assert x.shape == (len(patches), 5, size, size) and y.dtype == np.int64
+            for i, p in enumerate(patches):
+                rx, ry = _todays_patch(group, ref, spec, p, size)
+                assert np.array_equal(x[i], rx), (i, p)
+                assert np.array_equal(y[i], ry), (i, p)
+            assert (y != 255).any(axis=(1, 2)).all()  # every patch holds a labelled pixel
+    finally:
+        stream.close()
+
+
+def test_stream_names_a_missing_or_damaged_shard(cli):
+    """A shard gone or altered after the run checked its manifest: the stream stops with
+    the object's name, never fill."""
+    from chunkstore import CorruptObjectError
+    from training import PatchStream, TrainConfig, prepare
+
+    plan, spec, _ = prepare(cli, TrainConfig(collections=[COLL], patch=64,
+                                             bands=["blue", "green", "red", "nir"]))
+    ref = plan.scenes[0]
+    p = plan.patches("train")[0]
+    key = f"{ref.key}/reflectance/c/0/{p.y0 // 512}/{p.x0 // 512}"
+    good = cli.read_bytes(key)
+    try:
+        cli.delete_object(key)
+        stream = PatchStream(cli, plan.scenes, spec)
+        with pytest.raises(CorruptObjectError, match=f"{key} is missing"):
+            list(stream.batches([p], 64, 1))
+        bad = bytearray(good)
+        bad[100] ^= 0xFF  # inside the first inner chunk's compressed bytes
+        cli.write_bytes(key, bytes(bad))
+        chunks = [q for q in plan.patches("train") + plan.patches("val") + plan.patches("test")
+                  if (q.y0 // 512, q.x0 // 512) == (p.y0 // 512, p.x0 // 512)]
+        stream = PatchStream(cli, plan.scenes, spec)
+        with pytest.raises(CorruptObjectError, match=f"{key} is damaged"):
+            list(stream.batches(chunks, 64, len(chunks)))
+    finally:
+        cli.write_bytes(key, good)
+
+
+def test_bf16_autocast_trains_on_a_cpu(capsys, cli):
+    from models import load_checkpoint
+
+    out = cli.url("models/bf16/1")
+    r = run_json(capsys, ["train", "--collection", COLL, "--out", out, *FAST, "--device",
+                          "cpu", "--precision", "bf16"])
+    assert np.isfinite(r["history"][0]["train_loss"])
+    metrics = json.loads(cli.read_bytes("models/bf16/1/last/metrics.json"))
+    assert metrics["config"]["precision"] == "bf16"
+    adapter = load_checkpoint(cli.child("models/bf16/1").read_bytes, out)
+    assert adapter.spec.classes == CLASSES
+
+
+def test_ranks_draw_disjoint_balanced_shares_of_one_draw():
+    from training import Ranks, chunk_weights, draw
+
+    counts = np.array([[100, 0, 0]] * 28 + [[0, 90, 10]] * 3 + [[0, 0, 100]] * 9)
+    w = chunk_weights(counts, "balanced")
+    d = draw(w, 4000, np.random.default_rng([3, 1]), chunk=64, patch=32)
+    shares = [Ranks(r, 4).share(list(enumerate(d))) for r in range(4)]
+    seen = [i for s in shares for i, _ in s]
+    assert sorted(seen) == list(range(4000)) and len(set(seen)) == 4000  # disjoint, whole
+    assert {len(s) for s in shares} == {1000}
+    share = counts / counts.sum(axis=1, keepdims=True)
+
+    def exposure(picks):
+        e = share[[x.candidate for x in picks]].sum(axis=0)
+        return e / e.sum()
+
+    whole = exposure(d)
+    uniform = share.mean(axis=0)
+    assert uniform[1] < 0.1 and np.all(np.abs(whole - 1 / 3) < 0.05)  # balanced up
+    for s in shares:  # each rank sees the classes as the whole draw does
+        assert np.all(np.abs(exposure([x for _, x in s]) - whole) < 0.03)
+    assert Ranks().share(d) == d
+
+
+def test_two_processes_train_with_torchrun_and_resume(cli, env, tmp_path):
+    """torchrun, 2 CPU processes (gloo): one checkpoint writer and one run record per
+    launch; stopped after its first epoch, --resume continues on 2 processes; the
+    checkpoint loads."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from chunkstore import list_runs
+    from models import load_checkpoint
+
+    out = cli.url("models/ddp/1")
+    runs_before = len(list_runs(cli))
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+            "2", "-m", "satchunk", "train", "--collection", COLL, "--out", out,
+            *FAST, "--epochs", "4", "--steps", "25", "--device", "cpu", "--json"]
+    environ = {**os.environ, **env, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ,
+                             cwd=tmp_path, start_new_session=True)
+    state = "models/ddp/1/last/state.json"
+    try:
+        deadline = time.monotonic() + 300
+        while not cli.exists(state) and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cli.exists(state), first.communicate()[1][-3000:]
+    finally:  # torchrun and both ranks (sessions of their own), mid-run
+        for p in [*psutil.Process(first.pid).children(recursive=True),
+                  psutil.Process(first.pid)]:
+            p.kill()
+        first.communicate()
+    done = json.loads(cli.read_bytes(state))
+    assert 1 <= done["epoch"] < 4
+    second = subprocess.run([*argv, "--resume"], capture_output=True, text=True, env=environ,
+                            cwd=tmp_path, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    r = json.loads(second.stdout)  # rank 0 alone answers
+    assert r["epochs_run"] == 4 and [h["epoch"] for h in r["history"]] == [1, 2, 3, 4]
+    assert r["history"][:done["epoch"]] == done["history"]
+    end = json.loads(cli.read_bytes(state))
+    assert end["epoch"] == 4 and end["step"] == 100  # 25 steps an epoch, taken on each rank
+    assert len(list_runs(cli)) == runs_before + 2  # one record per launch, not per rank
+    adapter = load_checkpoint(cli.child("models/ddp/1").read_bytes, out)
+    assert adapter.spec.classes == CLASSES

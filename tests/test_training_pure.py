@@ -63,15 +63,23 @@ def test_candidates_skip_unlabelled_chunks_and_draws_follow_weights():
     assert all(0 <= x.dy <= 64 and 0 <= x.dx <= 64 and 0 <= x.aug < 8 for x in d)
 
 
-def test_augment_moves_image_and_label_together():
+def test_augment_moves_image_and_label_together_as_numpy_turns_and_flips():
+    import torch
+
     rng = np.random.default_rng(1)
-    lab = rng.integers(0, 3, (6, 6)).astype(np.uint8)
-    img = np.stack([lab * 10.0, lab * -1.0]).astype(np.float32)
+    one = rng.integers(0, 3, (6, 6)).astype(np.uint8)
+    lab = np.stack([one] * 8)  # the same patch under each of the 8 codes
+    img = np.stack([lab * 10.0, lab * -1.0], axis=1).astype(np.float32)
+    codes = np.arange(8)
+    x, y = augment(torch.from_numpy(img.copy()), torch.from_numpy(lab.copy()).long(), codes)
+    x, y = x.numpy(), y.numpy()
     seen = set()
-    for code in range(8):
-        x, y = augment(img, lab, code)
-        assert np.array_equal(x[0], y * 10.0) and np.array_equal(x[1], -y.astype(np.float32))
-        seen.add(y.tobytes())
+    for code in codes:
+        assert np.array_equal(x[code, 0], y[code] * 10.0)
+        assert np.array_equal(x[code, 1], -y[code].astype(np.float32))
+        ref = np.rot90(lab[code], code % 4)  # today's numpy augmentation, patch by patch
+        assert np.array_equal(y[code], ref[:, ::-1] if code >= 4 else ref)
+        seen.add(y[code].tobytes())
     assert len(seen) == 8  # the eight symmetries of the square are distinct here
 
 

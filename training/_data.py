@@ -37,6 +37,7 @@ class SceneRef:
     chunk: int
     radiometry: Radiometry
     classes: tuple[str, ...]
+    dtype: str = "uint16"  # stored reflectance dtype
     grid_id: str = ""  # equal for scenes on the same CRS, transform and shard size
 
 
@@ -64,7 +65,8 @@ def labelled_scenes(store: Store, collections: Sequence[str]) -> list[SceneRef]:
                 collection=c, item=it["id"], key=info.key, bands=info.bands,
                 shape=info.shape[1:], shard=shard, chunk=info.grid.chunk,
                 radiometry=Radiometry(info.scale, info.offset, info.fill),
-                classes=tuple(it["properties"]["satchunk:label_classes"]), grid_id=grid_id))
+                classes=tuple(it["properties"]["satchunk:label_classes"]), dtype=info.dtype,
+                grid_id=grid_id))
     first = out[0]
     for s in out[1:]:
         if s.classes != first.classes:

@@ -14,23 +14,22 @@ from ._metrics import confusion
 from ._split import SPLITS
 
 
-def split_confusion(adapter: Any, dataset: Any, batch: int = 8, workers: int = 0,
-                    progress: bool = False, desc: str = "eval") -> np.ndarray:
-    """Confusion matrix of ``adapter`` (a TorchAdapter) over every patch of ``dataset``."""
-    import torch
+def split_confusion(adapter: Any, stream: Any, patches: Sequence[Any], patch: int,
+                    batch: int = 8, progress: bool = False, desc: str = "eval") -> np.ndarray:
+    """Confusion matrix of ``adapter`` (a TorchAdapter) over ``patches`` (whole chunks,
+    ``patch`` pixels square) read by ``stream`` (a PatchStream)."""
     from tqdm import tqdm
 
-    from ._dataset import loader as make_loader
+    from ._stream import to_device
 
     k = adapter.spec.num_classes
     cm = np.zeros((k, k), dtype=np.int64)
-    loader = make_loader(dataset, batch, workers)
     adapter.module.eval()
-    with torch.inference_mode():
-        for x, y in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
-            logits = adapter.logits(x.to(adapter.device))
-            pred = logits.argmax(dim=1).cpu().numpy()
-            cm += confusion(pred, y.numpy(), k)
+    for hb in tqdm(stream.batches(patches, patch, batch), total=-(-len(patches) // batch),
+                   desc=desc, unit="batch", disable=not progress, leave=False):
+        x, y = to_device(hb, stream, adapter.device, adapter.spec)
+        pred = adapter.probabilities(x).argmax(dim=1)
+        cm += confusion(pred.cpu().numpy(), y.cpu().numpy(), k)
     return cm
 
 
@@ -67,7 +66,7 @@ def confusion_png(cm: np.ndarray, classes: Sequence[str], title: str = "") -> by
 
 
 def evaluate_checkpoint(store: Store, model: Store, collections: Sequence[str] | None = None,
-                        split: str = "test", *, batch: int = 8, workers: int = 2,
+                        split: str = "test", *, batch: int = 8, workers: int = 8,
                         progress: bool = True, device: str = "auto") -> dict[str, Any]:
     """Scores of the checkpoint at ``model`` over every labelled pixel of ``split``
     (the shards stored with the checkpoint); also written to ``MODEL/eval/``. The model
@@ -78,9 +77,9 @@ def evaluate_checkpoint(store: Store, model: Store, collections: Sequence[str] |
 
     from ._checkpoints import SPLIT, reader, saved_split
     from ._data import labelled_scenes
-    from ._dataset import PatchDataset
     from ._metrics import scores
     from ._plan import make_plan
+    from ._stream import PatchStream
 
     read = reader(model)
     adapter = load_checkpoint(read, model.uri, resolve(device))
@@ -104,9 +103,13 @@ def evaluate_checkpoint(store: Store, model: Store, collections: Sequence[str] |
     keep = set(names)
     plan = make_plan(store, scenes, 0,
                      split={k: [s for s in v if s[0] in keep] for k, v in shards.items()})
-    ds = PatchDataset(store, store.credentials, plan.scenes, adapter.spec,
-                      plan.patches(split), max(s.chunk for s in plan.scenes))
-    cm = split_confusion(adapter, ds, batch, workers, progress, f"evaluate {split}")
+    stream = PatchStream(store, plan.scenes, adapter.spec, threads=workers)
+    try:
+        cm = split_confusion(adapter, stream, plan.patches(split),
+                             max(s.chunk for s in plan.scenes), batch, progress,
+                             f"evaluate {split}")
+    finally:
+        stream.close()
     result = {"model": model.uri, "model_id": adapter.spec.model_id, "split": split,
               "device": str(adapter.device), "collections": names,
               "shards": len(plan.split[split]), **scores(cm, adapter.spec.classes)}

@@ -10,9 +10,9 @@ import numpy as np
 from chunkstore import InputError, Store
 
 from ._data import SceneRef, read_histogram
-from ._dataset import PlannedPatch
 from ._sampler import Candidates, chunk_candidates, merge
 from ._split import ShardId, SplitError, split_shards
+from ._stream import PlannedPatch
 
 
 @dataclass(frozen=True)

@@ -101,15 +101,6 @@ def draw(weights: np.ndarray, n: int, rng: np.random.Generator, *,
                                                                         strict=True)]
 
 
-def augment(x: np.ndarray, y: np.ndarray, code: int) -> tuple[np.ndarray, np.ndarray]:
-    """Apply augmentation ``code`` to image (C, H, W) and label (H, W) together."""
-    k, flip = code % 4, code >= 4
-    x, y = np.rot90(x, k, axes=(1, 2)), np.rot90(y, k, axes=(0, 1))
-    if flip:
-        x, y = x[:, :, ::-1], y[:, ::-1]
-    return np.ascontiguousarray(x), np.ascontiguousarray(y)
-
-
 def class_weights(class_pixels: np.ndarray) -> np.ndarray:
     """Median-frequency balancing: ``median(f) / f_k`` (0 for an absent class)."""
     f = class_pixels / max(class_pixels.sum(), 1)

@@ -12,24 +12,25 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from chunkstore import InputError, Store
-from models import ModelSpec, match_bands, new_model, resolve
+from models import PRECISIONS, ModelSpec, TorchAdapter, match_bands, new_model, resolve
 
 from ._checkpoints import has_checkpoint, load_last, save_best, save_last, saved_split
 from ._data import SceneRef, labelled_scenes
-from ._dataset import PatchDataset, PlannedPatch, loader
 from ._evaluate import split_confusion
 from ._losses import LOSSES, make_loss
 from ._metrics import IGNORE, scores
 from ._plan import Plan, make_plan
+from ._ranks import Ranks, join, leave, ranks_from_env, wrap
 from ._sampler import MODES, chunk_weights, class_weights, draw
 from ._split import ShardId
+from ._stream import PatchStream, PlannedPatch, to_device
 
 log = logging.getLogger("satchunk.train")
 KINDS = ("unet", "segformer")
@@ -54,12 +55,14 @@ class TrainConfig:
     class_weights: str = "none"
     seed: int = 0
     patience: int = 5         # epochs without a better val mIoU before stopping
-    workers: int = 2
+    workers: int = 8          # host threads reading patches
     bands: list[str] | None = None
     indices: list[str] = field(default_factory=list)
     name: str | None = None
     version: str = "1"
     device: str = "auto"
+    precision: str = "auto"   # auto: bf16 autocast on a GPU (fp16 + grad scaling without bf16)
+    compile: bool = False     # torch.compile the model
     val_patches: int = 512    # cap on validation patches per epoch (evaluate reads all)
 
     def model_name(self) -> str:
@@ -89,8 +92,10 @@ class TrainConfig:
             bad.append(f"--seed {self.seed} must be >= 0")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             bad.append(f"--device {self.device!r}: use auto, cpu, cuda or cuda:N")
-        if self.workers < 0:
-            bad.append(f"--workers {self.workers} must be >= 0")
+        if self.workers < 1:
+            bad.append(f"--workers {self.workers} must be at least 1")
+        if self.precision not in PRECISIONS:
+            bad.append(f"--precision {self.precision!r}: use {', '.join(PRECISIONS)}")
         if self.patch is not None and self.patch < 16:
             bad.append(f"--patch {self.patch} must be at least 16")
         if bad:
@@ -102,17 +107,20 @@ def _common_bands(scenes: Sequence[SceneRef]) -> list[str]:
     return [b for b in first if all(b in s.bands for s in scenes[1:])]
 
 
-def _norm_stats(store: Store, plan: Plan, spec: ModelSpec, patch: int, seed: int,
-                n: int = 32) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of the model inputs over ``n`` training patches."""
+def _norm_stats(stream: PatchStream, plan: Plan, patch: int, seed: int, n: int = 32
+                ) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the model inputs (``stream.spec``, not normalized)
+    over ``n`` training patches."""
     cands = plan.candidates["train"]
     rng = np.random.default_rng([seed, 10**6])
     picks = rng.choice(len(cands), size=min(n, len(cands)), replace=False)
-    ds = PatchDataset(store, store.credentials, plan.scenes, spec,
-                      [PlannedPatch(int(cands.scene[i]), int(cands.y0[i]), int(cands.x0[i]))
-                       for i in picks], patch)
-    xs = [ds.read(p) for p in ds.plan]
-    vals = np.concatenate([x[:, y != IGNORE].reshape(x.shape[0], -1) for x, y in xs], axis=1)
+    chosen = [PlannedPatch(int(cands.scene[i]), int(cands.y0[i]), int(cands.x0[i]))
+              for i in picks]
+    vals = []
+    for hb in stream.batches(chosen, patch, len(chosen)):
+        x, y = (t.numpy() for t in to_device(hb, stream, "cpu"))
+        vals.append(x.transpose(1, 0, 2, 3)[:, y != IGNORE])
+    vals = np.concatenate(vals, axis=1)
     mean = vals.mean(axis=1)
     std = np.maximum(vals.std(axis=1), 1e-6)
     return [float(v) for v in mean], [float(v) for v in std]
@@ -150,22 +158,25 @@ def train(store: Store, out: Store, cfg: TrainConfig, *, resume: bool = False,
           on_epoch: Callable[[dict[str, Any]], None] | None = None,
           prepared: tuple[Plan, ModelSpec, int] | None = None) -> dict[str, Any]:
     """Train; returns a summary. ``out`` receives the checkpoints; ``prepared`` is
-    what :func:`prepare` returned for this run, when the caller checked already."""
+    what :func:`prepare` returned for this run, when the caller checked already.
+    Under ``torchrun`` every rank calls this; rank 0 alone writes checkpoints and logs."""
     import torch
-    from tqdm import tqdm
 
     plan, spec0, patch = prepared or prepare(store, cfg, saved_split(out) if resume else None)
     if has_checkpoint(out) and not resume:
         raise InputError(f"{out.uri} already holds a checkpoint: pass --resume to continue it "
                          "or choose another --out")
-    device = resolve(cfg.device, "fp32").device
+    ranks = ranks_from_env()
+    rt = resolve(cfg.device, cfg.precision, cfg.compile)
+    rt = replace(rt, device=join(ranks, rt.device))
+    device = rt.device
     torch.use_deterministic_algorithms(True, warn_only=True)
-    mean, std = _norm_stats(store, plan, spec0, patch, cfg.seed)
+    stream = PatchStream(store, plan.scenes, spec0, threads=cfg.workers)
+    mean, std = _norm_stats(stream, plan, patch, cfg.seed)
     adapter = new_model(cfg.model, bands=spec0.bands, classes=spec0.classes,
                         indices=spec0.indices, name=spec0.name, version=spec0.version,
-                        mean=tuple(mean), std=tuple(std), seed=cfg.seed)
-    spec, module = adapter.spec, adapter.module.to(device)
-    adapter.device = torch.device(device)
+                        mean=tuple(mean), std=tuple(std), seed=cfg.seed, runtime=rt)
+    spec, module = adapter.spec, adapter.module
     opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.epochs * cfg.steps
     warm = max(1, total // 20)
@@ -190,6 +201,10 @@ def train(store: Store, out: Store, cfg: TrainConfig, *, resume: bool = False,
             raise InputError(f"--resume: {', '.join(changed)} differ from the run at {out.uri} "
                              f"(it used {was}); resume with the same options or train to "
                              "another --out")
+    evaluator = adapter
+    if ranks.world > 1:  # training forwards through DDP; validation on the module alone
+        adapter.forward_through(wrap(module, ranks, device))
+        evaluator = TorchAdapter(module, spec, rt)
     weights = chunk_weights(plan.candidates["train"].counts, cfg.sampler, cfg.exponent)
     chunks = np.array([plan.scenes[i].chunk for i in plan.candidates["train"].scene])
     cw = None
@@ -197,16 +212,14 @@ def train(store: Store, out: Store, cfg: TrainConfig, *, resume: bool = False,
         cw = torch.tensor(class_weights(plan.candidates["train"].class_pixels),
                           dtype=torch.float32, device=device)
     loss_fn = make_loss(cfg.loss, cw)
-    use_amp = device.startswith("cuda")
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
-    writer = _writer(logdir)
+    scaler = torch.amp.GradScaler("cuda") if rt.precision == "fp16" and rt.on_gpu else None
+    writer = _writer(logdir if ranks.main else None)
     val_plan = plan.patches("val")
     if len(val_plan) > cfg.val_patches:
         keep = np.random.default_rng([cfg.seed, 2]).choice(len(val_plan), cfg.val_patches,
                                                            replace=False)
         val_plan = [val_plan[i] for i in sorted(keep)]
-    val_ds = PatchDataset(store, store.credentials, plan.scenes, spec, val_plan,
-                          max(s.chunk for s in plan.scenes))
+    val_patch = max(s.chunk for s in plan.scenes)
     split = plan.split_json(cfg.seed)
     t_start = time.perf_counter()
     stopped = False
@@ -217,49 +230,26 @@ def train(store: Store, out: Store, cfg: TrainConfig, *, resume: bool = False,
         torch.manual_seed(cfg.seed * 1000 + epoch)
         rng = np.random.default_rng([cfg.seed, epoch])
         c = plan.candidates["train"]
-        draws = draw(weights, cfg.steps * cfg.batch, rng, chunk=chunks, patch=patch)
-        ds = PatchDataset(store, store.credentials, plan.scenes, spec,
-                          [PlannedPatch(int(c.scene[d.candidate]), int(c.y0[d.candidate]),
-                                        int(c.x0[d.candidate]), d.dy, d.dx, d.aug)
-                           for d in draws], patch)
-        batches = loader(ds, cfg.batch, cfg.workers)
-        module.train()
-        losses: list[float] = []
-        skipped = 0
+        draws = draw(weights, cfg.steps * cfg.batch * ranks.world, rng, chunk=chunks,
+                     patch=patch)
+        patches = ranks.share([PlannedPatch(int(c.scene[d.candidate]), int(c.y0[d.candidate]),
+                                            int(c.x0[d.candidate]), d.dy, d.dx, d.aug)
+                               for d in draws])
         t0 = time.perf_counter()
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
-                   disable=not progress, leave=False)
-        for x, y in bar:
-            x, y = x.to(device), y.to(device)
-            if not (y != IGNORE).any():  # labels only where the image is nodata: no signal
-                skipped += 1
-                continue
-            with torch.autocast(device_type=device.split(":")[0], dtype=torch.float16,
-                                enabled=use_amp):
-                loss = loss_fn(adapter.logits(x), y)
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
-            schedule.step()
-            state["step"] += 1
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{schedule.get_last_lr()[0]:.2e}")
-            if writer is not None:
-                writer.add_scalar("train/loss", losses[-1], state["step"])
-                writer.add_scalar("train/lr", schedule.get_last_lr()[0], state["step"])
+        losses, skipped = _epoch_steps(
+            adapter, stream.batches(patches, patch, cfg.batch), stream, spec, rt, ranks,
+            loss_fn, opt, schedule, scaler, state, writer,
+            progress and ranks.main, f"epoch {epoch + 1}/{cfg.epochs}", cfg.steps)
         train_s = time.perf_counter() - t0
-        cm = split_confusion(adapter, val_ds, cfg.batch, cfg.workers, progress, "validate")
+        cm = ranks.total(split_confusion(evaluator, stream, ranks.share(val_plan), val_patch,
+                                         cfg.batch, progress and ranks.main, "validate"))
         val = scores(cm, spec.classes)
+        loss_sum, loss_n = ranks.total(np.array([sum(losses), len(losses)], np.float64))
         row = {"epoch": epoch + 1, "step": state["step"],
-               "train_loss": float(np.mean(losses)) if losses else None,
+               "train_loss": float(loss_sum / loss_n) if loss_n else None,
                "skipped_batches": skipped,
                "val_miou": val["miou"], "train_seconds": round(train_s, 2),
-               "patches_per_second": round(len(ds) / train_s, 2)}
+               "patches_per_second": round(len(patches) * ranks.world / train_s, 2)}
         state["history"].append(row)
         state["epoch"] = epoch + 1
         improved = val["miou"] is not None and val["miou"] > state["best_miou"]
@@ -269,17 +259,20 @@ def train(store: Store, out: Store, cfg: TrainConfig, *, resume: bool = False,
             state["since_best"] += 1
         metrics = {"epoch": epoch + 1, "val": val, "history": state["history"],
                    "config": asdict(cfg)}
-        if improved:
+        if improved and ranks.main:
             save_best(out, module, spec, {**metrics, "best_epoch": epoch + 1}, split)
-        save_last(out, module, spec, metrics, opt, schedule, state)
+        if ranks.main:
+            save_last(out, module, spec, metrics, opt, schedule, state)
         if writer is not None:
             writer.add_scalar("val/miou", val["miou"] or 0.0, state["step"])
             for cname, m in val["per_class"].items():
                 if m["iou"] is not None:
                     writer.add_scalar(f"val/iou/{cname}", m["iou"], state["step"])
             _upload_logs(out, writer)
-        if on_epoch is not None:
+        if on_epoch is not None and ranks.main:
             on_epoch(row)
+    stream.close()
+    leave(ranks)
     if writer is not None:
         _upload_logs(out, writer)
         writer.close()
@@ -289,6 +282,59 @@ def train(store: Store, out: Store, cfg: TrainConfig, *, resume: bool = False,
             "history": state["history"], "split": {k: len(v) for k, v in plan.split.items()},
             "classes": list(spec.classes), "patch": patch, "logdir": str(logdir) if logdir
             else None}
+
+
+def _epoch_steps(adapter: Any, batches: Any, stream: PatchStream, spec: ModelSpec, rt: Any,
+                 ranks: Ranks, loss_fn: Any, opt: Any, schedule: Any, scaler: Any,
+                 state: dict[str, Any], writer: Any, progress: bool, desc: str, steps: int
+                 ) -> tuple[list[float], int]:
+    """One epoch's optimizer steps over ``batches``: (losses, batches skipped). A batch
+    labelled only where its image is nodata teaches nothing: skipped on one process;
+    with several, stepped with a zero loss so every rank takes part in each step."""
+    import torch
+    from tqdm import tqdm
+
+    adapter.module.train()
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(rt.precision)
+    losses: list[Any] = []  # on the device: no wait for the GPU until the epoch ends
+    logged: list[tuple[int, float]] = []  # (step, learning rate) of each loss
+    skipped = 0
+    bar = tqdm(batches, total=steps, desc=desc, unit="step", disable=not progress, leave=False)
+    for hb in bar:
+        signal = bool((hb.label != IGNORE).any())
+        if not signal and ranks.world == 1:
+            skipped += 1
+            continue
+        x, y = to_device(hb, stream, rt.device, spec)
+        if rt.on_gpu:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=adapter.device.type, dtype=amp or torch.float32,
+                            enabled=amp is not None):
+            logits = adapter.logits(x).float()
+            loss = loss_fn(logits, y) if signal else logits.sum() * 0.0
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        schedule.step()
+        state["step"] += 1
+        if not signal:
+            skipped += 1
+            continue
+        losses.append(loss.detach())
+        logged.append((state["step"], schedule.get_last_lr()[0]))
+        if progress and len(losses) % 10 == 1:
+            bar.set_postfix(loss=f"{losses[-1].item():.3f}", lr=f"{logged[-1][1]:.2e}")
+    values = torch.stack(losses).float().cpu().tolist() if losses else []
+    if writer is not None:
+        for v, (step, lr) in zip(values, logged, strict=True):
+            writer.add_scalar("train/loss", v, step)
+            writer.add_scalar("train/lr", lr, step)
+    return values, skipped
 
 
 def _writer(logdir: Path | None) -> Any:
