@@ -275,6 +275,8 @@ def train(
     scheduler: Annotated[str | None, typer.Option("--scheduler", help=(
         "tcp://HOST:8786: run the training loop as one task on a worker of that cluster "
         "(e.g. the GPU node)"))] = None,
+    ranks: Annotated[int, typer.Option(help="with --scheduler: DDP ranks, one per worker "
+                                       "(its GPU workers on GPUs)")] = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a segmentation model on patches streamed from the store (on several GPUs or
@@ -289,7 +291,7 @@ def train(
     cfg = TrainConfig(**fields | {"collections": list(values["collection"] or []),
                                   "bands": _csv(values["bands"]),
                                   "indices": _csv(values["indices"]) or []})
-    result = train_job(TrainOptions(cfg, values["out"], resume, logdir),
+    result = train_job(TrainOptions(cfg, values["out"], resume, logdir, ranks=ranks),
                        _place(store, endpoint_url, scheduler, as_json),
                        on_epoch=None if as_json else lambda row: typer.echo(report.epoch(row)),
                        echo=None if as_json else typer.echo)

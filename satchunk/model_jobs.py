@@ -27,6 +27,7 @@ class TrainOptions:
     resume: bool = False        # continue from OUT/last
     logdir: str | None = None   # TensorBoard folder (default: runs/RUN-ID)
     tensorboard: bool = True    # write TensorBoard event files at all
+    ranks: int = 1              # DDP ranks, one per worker of the --scheduler cluster
 
 
 def checkpoint_store(st: Store, out: str | None, cfg: Any) -> Store:
@@ -48,12 +49,19 @@ def train_job(opts: TrainOptions, place: Place = DEFAULT_PLACE, *,
     if not cfg.collections:
         raise InputError("name the labelled collection(s): --collection C (or collection: "
                          "in --config)")
+    if opts.ranks < 1:
+        raise InputError(f"--ranks {opts.ranks} must be at least 1")
+    if opts.ranks > 1 and place.scheduler is None:
+        raise InputError(f"--ranks {opts.ranks} runs one rank per worker of a running cluster: "
+                         "add --scheduler tcp://HOST:8786, or on one machine start the command "
+                         "with torchrun --nproc-per-node N")
     st = place.checked()
     dest = checkpoint_store(st, opts.out, cfg)
     # every input checked before anything is written; a resumed run keeps its split
     prepared = prepare(st, cfg, saved_split(dest) if opts.resume else None)
     dest.check()  # reachable and usable before an epoch is spent
-    config = dataclasses.asdict(cfg) | {"out": dest.uri, "resume": opts.resume}
+    config = dataclasses.asdict(cfg) | {"out": dest.uri, "resume": opts.resume,
+                                        "ranks": opts.ranks}
 
     def work(record: dict[str, Any]) -> dict[str, Any]:
         tb = Path(opts.logdir or Path("runs") / record["run_id"])
@@ -73,12 +81,15 @@ def train_job(opts: TrainOptions, place: Place = DEFAULT_PLACE, *,
                                 logdir=tb if opts.tensorboard else None,
                                 progress=place.progress, on_epoch=epoch_ended,
                                 prepared=prepared)
-        from .remote import run_remote, train_task
+        from .remote import run_remote, train_on_ranks, train_task
 
-        return run_remote(place.scheduler, st, record, train_task, st.without_credentials(),
-                          dest.without_credentials(), st.credentials, cfg, opts.resume,
-                          prepared, opts.logdir, quiet=not place.progress,
-                          on_event=epoch_ended)
+        args = (st.without_credentials(), dest.without_credentials(), st.credentials, cfg,
+                opts.resume, prepared, opts.logdir)
+        if opts.ranks > 1:
+            return train_on_ranks(place.scheduler, st, record, opts.ranks, cfg.device, *args,
+                                  quiet=not place.progress, on_event=epoch_ended)
+        return run_remote(place.scheduler, st, record, train_task, *args,
+                          quiet=not place.progress, on_event=epoch_ended)
 
     config["scheduler"] = place.scheduler
     if not ranks_from_env().main:  # under torchrun: rank 0 keeps the record and the logs

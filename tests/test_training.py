@@ -462,3 +462,32 @@ def test_two_processes_train_with_torchrun_and_resume(cli, env, tmp_path):
     assert len(list_runs(cli)) == runs_before + 2  # one record per launch, not per rank
     adapter = load_checkpoint(cli.child("models/ddp/1").read_bytes, out)
     assert adapter.spec.classes == CLASSES
+
+
+def test_two_ranks_train_on_a_running_cluster(capsys, cli, client):
+    """--scheduler --ranks 2: one DDP rank per worker (gloo), rank 0 publishing the
+    epochs to one job record and writing the checkpoint; more ranks than workers, or
+    --ranks without a cluster, are refused before anything is written."""
+    from chunkstore import list_runs
+    from models import load_checkpoint
+
+    out = cli.url("models/ranks/1")
+    address = client.scheduler.address
+    r = run_json(capsys, ["train", "--collection", COLL, "--out", out, *FAST, "--epochs", "2",
+                          "--device", "cpu", "--scheduler", address, "--ranks", "2"])
+    assert r["epochs_run"] == 2 and sorted(r["workers"]) == sorted(client.nthreads())
+    state = json.loads(cli.read_bytes("models/ranks/1/last/state.json"))
+    assert state["step"] == 10  # 5 steps an epoch, each taken by both ranks together
+    record = next(x for x in list_runs(cli) if x["kind"] == "train"
+                  and x["config"]["out"] == out)
+    assert record["status"] == "succeeded" and record["config"]["ranks"] == 2
+    assert [h["epoch"] for h in record["history"]] == [1, 2]
+    assert load_checkpoint(cli.child("models/ranks/1").read_bytes, out).spec.classes == CLASSES
+    runs = len(list_runs(cli))
+    assert_refused(capsys, ["train", "--collection", COLL, "--out", cli.url("models/ranks/2"),
+                            *FAST, "--scheduler", address, "--ranks", "3"],
+                   "--ranks 3", "has 2 worker(s)")
+    assert_refused(capsys, ["train", "--collection", COLL, *FAST, "--ranks", "2"],
+                   "--scheduler", "torchrun")
+    assert not cli.exists("models/ranks/2/config.json")
+    assert len(list_runs(cli)) == runs  # refused runs leave no record

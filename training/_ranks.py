@@ -1,10 +1,12 @@
-"""Several processes training one model (``torchrun``): who this process is, the
-process group, each rank's share of an epoch's patches, and sums over ranks.
+"""Several processes training one model (``torchrun``, or one task per Dask worker):
+who this process is, the process group, each rank's share of an epoch's patches, and
+sums over ranks.
 
-One process is the whole run unless ``WORLD_SIZE`` (set by ``torchrun``) says more;
-then every rank draws the epoch's patches from the same seed and takes every
-``world``-th one from its rank on, so the ranks' patches are disjoint and together
-are the one-process draw of ``world`` times the patches, balanced as it is.
+One process is the whole run unless ``WORLD_SIZE`` (set by ``torchrun``) or the job
+(``train --scheduler ... --ranks N``) says more; then every rank draws the epoch's
+patches from the same seed and takes every ``world``-th one from its rank on, so the
+ranks' patches are disjoint and together are the one-process draw of ``world`` times
+the patches, balanced as it is.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import numpy as np
@@ -26,6 +29,7 @@ class Ranks:
     rank: int = 0
     world: int = 1
     local: int = 0  # this rank's GPU on its machine
+    address: str | None = None  # rank 0's HOST:PORT to meet at (None: torchrun's variables)
 
     @property
     def main(self) -> bool:
@@ -77,7 +81,13 @@ def join(ranks: Ranks, device: str) -> str:
         device = f"cuda:{ranks.local}"
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        if ranks.address:  # tasks on Dask workers: a rank lost fails the others in time
+            dist.init_process_group(backend, init_method=f"tcp://{ranks.address}",
+                                    rank=ranks.rank, world_size=ranks.world,
+                                    timeout=timedelta(minutes=10))
+        else:
+            dist.init_process_group(backend)
     return device
 
 

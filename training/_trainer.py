@@ -156,17 +156,19 @@ def prepare(store: Store, cfg: TrainConfig, split: dict[str, list[ShardId]] | No
 def train(store: Store, out: Store, cfg: TrainConfig, *, resume: bool = False,
           logdir: Path | None = None, progress: bool = True,
           on_epoch: Callable[[dict[str, Any]], None] | None = None,
-          prepared: tuple[Plan, ModelSpec, int] | None = None) -> dict[str, Any]:
+          prepared: tuple[Plan, ModelSpec, int] | None = None,
+          ranks: Ranks | None = None) -> dict[str, Any]:
     """Train; returns a summary. ``out`` receives the checkpoints; ``prepared`` is
     what :func:`prepare` returned for this run, when the caller checked already.
-    Under ``torchrun`` every rank calls this; rank 0 alone writes checkpoints and logs."""
+    With several ``ranks`` (default: torchrun's variables) every rank calls this; rank
+    0 alone writes checkpoints and logs."""
     import torch
 
     plan, spec0, patch = prepared or prepare(store, cfg, saved_split(out) if resume else None)
     if has_checkpoint(out) and not resume:
         raise InputError(f"{out.uri} already holds a checkpoint: pass --resume to continue it "
                          "or choose another --out")
-    ranks = ranks_from_env()
+    ranks = ranks or ranks_from_env()
     rt = resolve(cfg.device, cfg.precision, cfg.compile)
     rt = replace(rt, device=join(ranks, rt.device))
     device = rt.device
