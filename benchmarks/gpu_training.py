@@ -161,7 +161,7 @@ def _measure(name: str, store: Any, ref: Any, planned: Any, batch: int, steps: i
     adapter = new_model(name, bands=ref.bands, classes=ref.classes,
                         mean=(0.1,) * len(ref.bands), std=(0.05,) * len(ref.bands),
                         runtime=Runtime(device, "bf16" if device == "cuda" else "fp32"))
-    stream = PatchStream(store, [ref], adapter.spec, threads=threads)
+    stream = PatchStream(store, [ref], adapter.spec, threads=threads, pin=device == "cuda")
     module = adapter.module.train()
     opt = torch.optim.AdamW(module.parameters(), lr=1e-4)
     amp = torch.bfloat16 if device == "cuda" else None

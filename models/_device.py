@@ -88,18 +88,23 @@ def onnx_has_cuda() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def to_device(raw: np.ndarray, device: Any) -> Any:
-    """Host array -> tensor on ``device``, as stored; via pinned memory to a GPU (the
-    copy is asynchronous; torch's pinned-memory cache reuses the buffers)."""
+def to_device(raw: Any, device: Any) -> Any:
+    """Host array (or CPU tensor) -> tensor on ``device``, as stored; via pinned memory
+    to a GPU (the copy is asynchronous; torch's pinned-memory cache reuses the buffers;
+    a tensor pinned already is not copied again on the host)."""
     import torch
 
-    if not raw.flags.writeable:  # a piece read from bytes: torch wants to own writable memory
-        raw = raw.copy()
-    t = torch.from_numpy(np.ascontiguousarray(raw))
+    if isinstance(raw, torch.Tensor):
+        t = raw
+    else:
+        if not raw.flags.writeable:  # a piece read from bytes: torch wants writable memory
+            raw = raw.copy()
+        t = torch.from_numpy(np.ascontiguousarray(raw))
     device = torch.device(device)
     if device.type == "cpu":
         return t
     if t.dtype == torch.uint16:  # CUDA kernels barely know uint16: its bits, widened there
-        on = t.view(torch.int16).pin_memory().to(device, non_blocking=True)
+        t = t.view(torch.int16)
+        on = (t if t.is_pinned() else t.pin_memory()).to(device, non_blocking=True)
         return on.to(torch.int32).bitwise_and_(0xFFFF)
-    return t.pin_memory().to(device, non_blocking=True)
+    return (t if t.is_pinned() else t.pin_memory()).to(device, non_blocking=True)

@@ -103,7 +103,8 @@ def evaluate_checkpoint(store: Store, model: Store, collections: Sequence[str] |
     keep = set(names)
     plan = make_plan(store, scenes, 0,
                      split={k: [s for s in v if s[0] in keep] for k, v in shards.items()})
-    stream = PatchStream(store, plan.scenes, adapter.spec, threads=workers)
+    stream = PatchStream(store, plan.scenes, adapter.spec, threads=workers,
+                         pin=adapter.runtime.on_gpu)
     try:
         cm = split_confusion(adapter, stream, plan.patches(split),
                              max(s.chunk for s in plan.scenes), batch, progress,

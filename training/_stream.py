@@ -46,6 +46,8 @@ class HostBatch:
     aug: np.ndarray     # (B,) augmentation codes
     extent: np.ndarray  # (B, 2) rows and columns of real pixels; the rest is padding
     scene: np.ndarray   # (B,) scene index (whose radiometry applies)
+    pinned: tuple[Any, Any] | None = None  # the page-locked tensors raw and label view
+
 
     def __len__(self) -> int:
         return len(self.aug)
@@ -54,11 +56,15 @@ class HostBatch:
 class PatchStream:
     """Host batches of planned patches of ``scenes``, as the model ``spec`` reads them;
     ``threads`` host threads read, ``prefetch`` batches ahead of the consumer. Shard
-    indexes read once are kept for the stream's life (every epoch of a run)."""
+    indexes read once are kept for the stream's life (every epoch of a run). ``pin``
+    (for a GPU): batches are packed straight into page-locked memory, so the step's
+    thread only starts the asynchronous copy (pinning a fresh batch there would take
+    longer than the copy)."""
 
     def __init__(self, store: Store, scenes: Sequence[SceneRef], spec: ModelSpec,
-                 threads: int = 8, prefetch: int = 4) -> None:
+                 threads: int = 8, prefetch: int = 4, pin: bool = False) -> None:
         self.scenes, self.spec, self.prefetch = list(scenes), spec, max(1, prefetch)
+        self.pin = pin
         self.bands = [match_bands(spec, s.bands, s.item) for s in self.scenes]
         self.names = self.bands[0][1]
         dtypes = {np.dtype(s.dtype) for s in self.scenes}
@@ -91,8 +97,7 @@ class PatchStream:
     def host_batch(self, patches: Sequence[PlannedPatch], patch: int) -> HostBatch:
         """Read and pack ``patches``: every inner chunk they need read once."""
         P, n = patch, len(patches)
-        raw = np.zeros((n, len(self.names), P, P), self.dtype)
-        label = np.full((n, P, P), IGNORE, np.uint8)
+        raw, label, pinned = self._buffers((n, len(self.names), P, P))
         extent = np.zeros((n, 2), np.int64)
         by_scene: dict[int, list[int]] = {}
         for i, p in enumerate(patches):
@@ -116,7 +121,20 @@ class PatchStream:
                 label[i, :h, :w] = lab
                 extent[i] = h, w
         return HostBatch(raw, label, np.array([p.aug for p in patches], np.int64), extent,
-                         np.array([p.scene for p in patches], np.int64))
+                         np.array([p.scene for p in patches], np.int64), pinned)
+
+    def _buffers(self, shape: tuple[int, int, int, int]
+                 ) -> tuple[np.ndarray, np.ndarray, tuple[Any, Any] | None]:
+        """Zeroed DN (B, C, P, P) and unset labels (B, P, P), page-locked when pinning."""
+        if not self.pin:
+            return (np.zeros(shape, self.dtype), np.full((shape[0], *shape[2:]), IGNORE,
+                                                         np.uint8), None)
+        import torch
+
+        like = torch.from_numpy(np.zeros(0, self.dtype)).dtype  # numpy's as torch's
+        dn = torch.zeros(shape, dtype=like, pin_memory=True)
+        lab = torch.full((shape[0], *shape[2:]), IGNORE, dtype=torch.uint8, pin_memory=True)
+        return dn.numpy(), lab.numpy(), (dn, lab)
 
 
 def to_device(hb: HostBatch, stream: PatchStream, device: Any, spec: ModelSpec | None = None
@@ -129,8 +147,8 @@ def to_device(hb: HostBatch, stream: PatchStream, device: Any, spec: ModelSpec |
 
     spec = spec or stream.spec
     device = torch.device(device)
-    raw = dn_to_device(hb.raw, device)
-    y = dn_to_device(hb.label, device).long()
+    raw = dn_to_device(hb.pinned[0] if hb.pinned else hb.raw, device)
+    y = dn_to_device(hb.pinned[1] if hb.pinned else hb.label, device).long()
     groups: dict[Any, list[int]] = {}
     for i, s in enumerate(hb.scene):
         groups.setdefault(stream.scenes[s].radiometry, []).append(i)

@@ -55,7 +55,7 @@ class TrainConfig:
     class_weights: str = "none"
     seed: int = 0
     patience: int = 5         # epochs without a better val mIoU before stopping
-    workers: int = 8          # host threads reading patches
+    workers: int = 8          # host threads reading patches (0 reads on one)
     bands: list[str] | None = None
     indices: list[str] = field(default_factory=list)
     name: str | None = None
@@ -92,8 +92,8 @@ class TrainConfig:
             bad.append(f"--seed {self.seed} must be >= 0")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             bad.append(f"--device {self.device!r}: use auto, cpu, cuda or cuda:N")
-        if self.workers < 1:
-            bad.append(f"--workers {self.workers} must be at least 1")
+        if self.workers < 0:
+            bad.append(f"--workers {self.workers} must be >= 0")
         if self.precision not in PRECISIONS:
             bad.append(f"--precision {self.precision!r}: use {', '.join(PRECISIONS)}")
         if self.patch is not None and self.patch < 16:
@@ -173,108 +173,110 @@ def train(store: Store, out: Store, cfg: TrainConfig, *, resume: bool = False,
     rt = replace(rt, device=join(ranks, rt.device))
     device = rt.device
     torch.use_deterministic_algorithms(True, warn_only=True)
-    stream = PatchStream(store, plan.scenes, spec0, threads=cfg.workers)
-    mean, std = _norm_stats(stream, plan, patch, cfg.seed)
-    adapter = new_model(cfg.model, bands=spec0.bands, classes=spec0.classes,
-                        indices=spec0.indices, name=spec0.name, version=spec0.version,
-                        mean=tuple(mean), std=tuple(std), seed=cfg.seed, runtime=rt)
-    spec, module = adapter.spec, adapter.module
-    opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total = cfg.epochs * cfg.steps
-    warm = max(1, total // 20)
+    stream = PatchStream(store, plan.scenes, spec0, threads=cfg.workers, pin=rt.on_gpu)
+    try:
+        mean, std = _norm_stats(stream, plan, patch, cfg.seed)
+        adapter = new_model(cfg.model, bands=spec0.bands, classes=spec0.classes,
+                            indices=spec0.indices, name=spec0.name, version=spec0.version,
+                            mean=tuple(mean), std=tuple(std), seed=cfg.seed, runtime=rt)
+        spec, module = adapter.spec, adapter.module
+        opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        total = cfg.epochs * cfg.steps
+        warm = max(1, total // 20)
 
-    def lr_at(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        t = (step - warm) / max(1, total - warm)
-        return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+        def lr_at(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            t = (step - warm) / max(1, total - warm)
+            return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
 
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    options = {k: getattr(cfg, k) for k in RUN_OPTIONS}
-    state: dict[str, Any] = {"epoch": 0, "step": 0, "best_miou": -1.0, "best_epoch": None,
-                             "since_best": 0, "history": [], "options": options}
-    if resume:
-        state = load_last(out, module, spec, opt, schedule)
-        spec = state.pop("spec")  # keep the saved normalization
-        adapter.spec = spec
-        changed = sorted(k for k, v in state.get("options", {}).items() if options.get(k) != v)
-        if changed:
-            was = ", ".join(f"{k}={state['options'][k]}" for k in changed)
-            raise InputError(f"--resume: {', '.join(changed)} differ from the run at {out.uri} "
-                             f"(it used {was}); resume with the same options or train to "
-                             "another --out")
-    evaluator = adapter
-    if ranks.world > 1:  # training forwards through DDP; validation on the module alone
-        adapter.forward_through(wrap(module, ranks, device))
-        evaluator = TorchAdapter(module, spec, rt)
-    weights = chunk_weights(plan.candidates["train"].counts, cfg.sampler, cfg.exponent)
-    chunks = np.array([plan.scenes[i].chunk for i in plan.candidates["train"].scene])
-    cw = None
-    if cfg.class_weights == "auto":
-        cw = torch.tensor(class_weights(plan.candidates["train"].class_pixels),
-                          dtype=torch.float32, device=device)
-    loss_fn = make_loss(cfg.loss, cw)
-    scaler = torch.amp.GradScaler("cuda") if rt.precision == "fp16" and rt.on_gpu else None
-    writer = _writer(logdir if ranks.main else None)
-    val_plan = plan.patches("val")
-    if len(val_plan) > cfg.val_patches:
-        keep = np.random.default_rng([cfg.seed, 2]).choice(len(val_plan), cfg.val_patches,
-                                                           replace=False)
-        val_plan = [val_plan[i] for i in sorted(keep)]
-    val_patch = max(s.chunk for s in plan.scenes)
-    split = plan.split_json(cfg.seed)
-    t_start = time.perf_counter()
-    stopped = False
-    for epoch in range(state["epoch"], cfg.epochs):
-        if state["since_best"] >= cfg.patience:
-            stopped = True
-            break
-        torch.manual_seed(cfg.seed * 1000 + epoch)
-        rng = np.random.default_rng([cfg.seed, epoch])
-        c = plan.candidates["train"]
-        draws = draw(weights, cfg.steps * cfg.batch * ranks.world, rng, chunk=chunks,
-                     patch=patch)
-        patches = ranks.share([PlannedPatch(int(c.scene[d.candidate]), int(c.y0[d.candidate]),
-                                            int(c.x0[d.candidate]), d.dy, d.dx, d.aug)
-                               for d in draws])
-        t0 = time.perf_counter()
-        losses, skipped = _epoch_steps(
-            adapter, stream.batches(patches, patch, cfg.batch), stream, spec, rt, ranks,
-            loss_fn, opt, schedule, scaler, state, writer,
-            progress and ranks.main, f"epoch {epoch + 1}/{cfg.epochs}", cfg.steps)
-        train_s = time.perf_counter() - t0
-        cm = ranks.total(split_confusion(evaluator, stream, ranks.share(val_plan), val_patch,
-                                         cfg.batch, progress and ranks.main, "validate"))
-        val = scores(cm, spec.classes)
-        loss_sum, loss_n = ranks.total(np.array([sum(losses), len(losses)], np.float64))
-        row = {"epoch": epoch + 1, "step": state["step"],
-               "train_loss": float(loss_sum / loss_n) if loss_n else None,
-               "skipped_batches": skipped,
-               "val_miou": val["miou"], "train_seconds": round(train_s, 2),
-               "patches_per_second": round(len(patches) * ranks.world / train_s, 2)}
-        state["history"].append(row)
-        state["epoch"] = epoch + 1
-        improved = val["miou"] is not None and val["miou"] > state["best_miou"]
-        if improved:
-            state.update(best_miou=val["miou"], best_epoch=epoch + 1, since_best=0)
-        else:
-            state["since_best"] += 1
-        metrics = {"epoch": epoch + 1, "val": val, "history": state["history"],
-                   "config": asdict(cfg)}
-        if improved and ranks.main:
-            save_best(out, module, spec, {**metrics, "best_epoch": epoch + 1}, split)
-        if ranks.main:
-            save_last(out, module, spec, metrics, opt, schedule, state)
-        if writer is not None:
-            writer.add_scalar("val/miou", val["miou"] or 0.0, state["step"])
-            for cname, m in val["per_class"].items():
-                if m["iou"] is not None:
-                    writer.add_scalar(f"val/iou/{cname}", m["iou"], state["step"])
-            _upload_logs(out, writer)
-        if on_epoch is not None and ranks.main:
-            on_epoch(row)
-    stream.close()
-    leave(ranks)
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+        options = {k: getattr(cfg, k) for k in RUN_OPTIONS}
+        state: dict[str, Any] = {"epoch": 0, "step": 0, "best_miou": -1.0, "best_epoch": None,
+                                 "since_best": 0, "history": [], "options": options}
+        if resume:
+            state = load_last(out, module, spec, opt, schedule)
+            spec = state.pop("spec")  # keep the saved normalization
+            adapter.spec = spec
+            changed = sorted(k for k, v in state.get("options", {}).items() if options.get(k) != v)
+            if changed:
+                was = ", ".join(f"{k}={state['options'][k]}" for k in changed)
+                raise InputError(f"--resume: {', '.join(changed)} differ from the run at {out.uri} "
+                                 f"(it used {was}); resume with the same options or train to "
+                                 "another --out")
+        evaluator = adapter
+        if ranks.world > 1:  # training forwards through DDP; validation on the module alone
+            adapter.forward_through(wrap(module, ranks, device))
+            evaluator = TorchAdapter(module, spec, rt)
+        weights = chunk_weights(plan.candidates["train"].counts, cfg.sampler, cfg.exponent)
+        chunks = np.array([plan.scenes[i].chunk for i in plan.candidates["train"].scene])
+        cw = None
+        if cfg.class_weights == "auto":
+            cw = torch.tensor(class_weights(plan.candidates["train"].class_pixels),
+                              dtype=torch.float32, device=device)
+        loss_fn = make_loss(cfg.loss, cw)
+        scaler = torch.amp.GradScaler("cuda") if rt.precision == "fp16" and rt.on_gpu else None
+        writer = _writer(logdir if ranks.main else None)
+        val_plan = plan.patches("val")
+        if len(val_plan) > cfg.val_patches:
+            keep = np.random.default_rng([cfg.seed, 2]).choice(len(val_plan), cfg.val_patches,
+                                                               replace=False)
+            val_plan = [val_plan[i] for i in sorted(keep)]
+        val_patch = max(s.chunk for s in plan.scenes)
+        split = plan.split_json(cfg.seed)
+        t_start = time.perf_counter()
+        stopped = False
+        for epoch in range(state["epoch"], cfg.epochs):
+            if state["since_best"] >= cfg.patience:
+                stopped = True
+                break
+            torch.manual_seed(cfg.seed * 1000 + epoch)
+            rng = np.random.default_rng([cfg.seed, epoch])
+            c = plan.candidates["train"]
+            draws = draw(weights, cfg.steps * cfg.batch * ranks.world, rng, chunk=chunks,
+                         patch=patch)
+            patches = ranks.share([PlannedPatch(int(c.scene[d.candidate]), int(c.y0[d.candidate]),
+                                                int(c.x0[d.candidate]), d.dy, d.dx, d.aug)
+                                   for d in draws])
+            t0 = time.perf_counter()
+            losses, skipped = _epoch_steps(
+                adapter, stream.batches(patches, patch, cfg.batch), stream, spec, rt, ranks,
+                loss_fn, opt, schedule, scaler, state, writer,
+                progress and ranks.main, f"epoch {epoch + 1}/{cfg.epochs}", cfg.steps)
+            train_s = time.perf_counter() - t0
+            cm = ranks.total(split_confusion(evaluator, stream, ranks.share(val_plan), val_patch,
+                                             cfg.batch, progress and ranks.main, "validate"))
+            val = scores(cm, spec.classes)
+            loss_sum, loss_n = ranks.total(np.array([sum(losses), len(losses)], np.float64))
+            row = {"epoch": epoch + 1, "step": state["step"],
+                   "train_loss": float(loss_sum / loss_n) if loss_n else None,
+                   "skipped_batches": skipped,
+                   "val_miou": val["miou"], "train_seconds": round(train_s, 2),
+                   "patches_per_second": round(len(patches) * ranks.world / train_s, 2)}
+            state["history"].append(row)
+            state["epoch"] = epoch + 1
+            improved = val["miou"] is not None and val["miou"] > state["best_miou"]
+            if improved:
+                state.update(best_miou=val["miou"], best_epoch=epoch + 1, since_best=0)
+            else:
+                state["since_best"] += 1
+            metrics = {"epoch": epoch + 1, "val": val, "history": state["history"],
+                       "config": asdict(cfg)}
+            if improved and ranks.main:
+                save_best(out, module, spec, {**metrics, "best_epoch": epoch + 1}, split)
+            if ranks.main:
+                save_last(out, module, spec, metrics, opt, schedule, state)
+            if writer is not None:
+                writer.add_scalar("val/miou", val["miou"] or 0.0, state["step"])
+                for cname, m in val["per_class"].items():
+                    if m["iou"] is not None:
+                        writer.add_scalar(f"val/iou/{cname}", m["iou"], state["step"])
+                _upload_logs(out, writer)
+            if on_epoch is not None and ranks.main:
+                on_epoch(row)
+    finally:
+        stream.close()
+        leave(ranks)
     if writer is not None:
         _upload_logs(out, writer)
         writer.close()
