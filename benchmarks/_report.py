@@ -50,6 +50,10 @@ def rows(r: dict) -> list[tuple[str, str, str, str, str]]:
     v = p4["of_raw_read"]
     out.append(("P4", f"loader / raw read of the same chunks ({rate['balanced']:.0f} / "
                 f"{rate['raw']:.0f} patches/s)", f"{v['value']:.2f}", v["target"], _met(v)))
+    if "s3_client" in p4:
+        out.append(("P4", f"S3 client: the raw read through obstore / through s3fs ("
+                    f"{rate['raw']:.0f} / {rate['raw_via_s3fs']:.0f} patches/s)",
+                    f"{p4['s3_client']['obstore_over_s3fs']:.2f}", "", ""))
     for k, ratio in p4["over_cpu_step"].items():
         out.append(("P4", f"loader with inputs made on this CPU / {k} CPU training step "
                     f"({rate['balanced_with_cpu_inputs']:.0f} / {rate[k]:.1f})",

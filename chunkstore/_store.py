@@ -256,8 +256,8 @@ class Store:
     def read_ranges(self, key: str, ranges: list[tuple[int, int]]) -> list[bytes]:
         """Byte ranges ``[start, end)`` of one object; a negative ``start`` with ``end``
         0 is the object's last ``-start`` bytes. On S3 one call sends the ranges as
-        concurrent ranged GETs (obstore, which reads 1.6x faster than s3fs here and
-        releases the GIL meanwhile); a missing object is a NotFoundError."""
+        concurrent ranged GETs (obstore: training patches read 2.2x faster than through
+        s3fs here, and the GIL released meanwhile); a missing object is a NotFoundError."""
         with self._errors(f"read {key}"):
             if not self.is_s3:
                 with open(self._path(key), "rb") as f:
